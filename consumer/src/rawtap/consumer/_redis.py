@@ -1,0 +1,64 @@
+"""Redis access for workers and the CLI: connecting, the consumer group, errors.
+
+redis-py is given explicit timeouts and no automatic retry. A blocking read
+must not hit the socket timeout, so reads get ``block`` plus the timeout.
+"""
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from rawtap.shared import RawtapError, WorkerSettings
+
+
+class RedisUnavailable(RawtapError):
+    """Redis cannot be reached; the message names the URL and how to start one."""
+
+
+def connect(settings: WorkerSettings, *, name: str = "rawtap-worker") -> "redis.Redis":
+    """A client whose socket timeout outlasts a blocking read, with no hidden retries."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.socket_timeout_s + settings.block_ms / 1000,
+        socket_connect_timeout=settings.connect_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+        client_name=name,
+    )
+
+
+def ensure_group(client: "redis.Redis", stream: str, group: str) -> bool:
+    """Create ``group`` on ``stream`` at id 0 (creating the stream); True if it was created.
+
+    Starting at ``0``, not ``$``, means records written before any worker
+    existed are consumed too. Only the "already exists" reply is swallowed.
+    """
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as e:
+        if "BUSYGROUP" in str(e):
+            return False
+        raise
+    return True
+
+
+def describe(error: redis.RedisError, url: str) -> str:
+    """One line saying what failed and how to recover."""
+    if isinstance(error, redis.AuthenticationError):
+        return f"Redis at {safe_url(url)} refused the credentials: {error}"
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return (
+            f"cannot reach Redis at {safe_url(url)} ({error}); start one with "
+            "`redis-server --port 6379` or set RAWTAP_REDIS_URL"
+        )
+    return f"Redis at {safe_url(url)} answered with an error: {error}"
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = creds.partition(":")
+    return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"

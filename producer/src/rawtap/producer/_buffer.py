@@ -1,0 +1,84 @@
+"""The bounded in-memory buffer between ``record()`` and the writer thread.
+
+Bounded by bytes and by count. ``put`` is the hot path: one lock, a few integer
+operations and a ``deque.append`` (~0.3 µs). Bytes stay accounted until the
+writer confirms the records left the process (``release``), so a batch being
+retried against a dead Redis still counts against the bound.
+"""
+
+import threading
+from collections import deque
+from typing import Any
+
+Item = tuple[Any, ...]
+"""One pending record: ``(seq, size, captured_at_ns, …)``; see ``Recorder.record``."""
+
+
+class RecordBuffer:
+    """A FIFO of pending records, bounded by ``max_bytes`` and ``max_items``."""
+
+    __slots__ = (
+        "_bytes",
+        "_items",
+        "_lock",
+        "_next_seq",
+        "accepted",
+        "max_bytes",
+        "max_items",
+        "refused",
+    )
+
+    def __init__(self, max_bytes: int, max_items: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_items = max_items
+        self._items: deque[Item] = deque()
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._next_seq = 0
+        self.accepted = 0
+        self.refused = 0
+
+    def put(self, size: int, fields: Item) -> int:
+        """Append ``(seq, size, *fields)`` and return its ``seq``, or -1 if full.
+
+        ``seq`` is assigned under the lock, so it is gapless over accepted
+        records and the buffer is in ``seq`` order.
+        """
+        with self._lock:
+            if self._bytes + size > self.max_bytes or len(self._items) >= self.max_items:
+                self.refused += 1
+                return -1
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            self.accepted += 1
+            self._bytes += size
+            self._items.append((seq, size, *fields))
+            return seq
+
+    def take(self, limit: int) -> list[Item]:
+        """Remove and return up to ``limit`` items (their bytes stay accounted)."""
+        items = self._items
+        with self._lock:
+            return [items.popleft() for _ in range(min(limit, len(items)))]
+
+    def release(self, nbytes: int) -> None:
+        """Forget ``nbytes`` of taken items that have left the process or been dropped."""
+        with self._lock:
+            self._bytes -= nbytes
+
+    def reset(self) -> None:
+        """Empty the buffer and restart ``seq`` at 0 (used in a forked child)."""
+        self._lock = threading.Lock()
+        self._items.clear()
+        self._bytes = 0
+        self._next_seq = 0
+        self.accepted = 0
+        self.refused = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: queued plus taken but not yet released."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,309 @@
+"""The Recorder: the producer's public entry point.
+
+``record()`` is the hot path. It checks two flags, takes one lock to stamp a
+gapless ``seq`` and append a tuple of references to the bounded buffer, and
+returns, in about a microsecond. It never blocks on I/O and never raises: any
+internal failure is counted and logged at most once a minute. Everything else
+(record id formatting, turning the response into bytes, the JSON envelope,
+Redis) happens on the writer thread, started on the first record, never at
+import or construction.
+"""
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self, Unpack
+
+from rawtap.producer._buffer import RecordBuffer
+from rawtap.producer._details import RecordDetails
+from rawtap.producer._events import Callback, Event, Failed, RecorderStats
+from rawtap.producer._log import LogOnce
+from rawtap.producer._writer import StreamWriter
+from rawtap.shared import ProducerSettings, load_settings, new_producer_id
+
+logger = logging.getLogger(__name__)
+_log_once = LogOnce(logger)
+
+_OBJECT_SIZE_ESTIMATE = 4096
+"""Bytes charged against the buffer bound for a response that is not bytes/str yet.
+
+Its real size is only known once the writer serializes it; the same estimate is
+added and released, so the accounting stays exact.
+"""
+
+
+def _size_of(raw: object, details: Mapping[str, Any] | None) -> int:
+    if isinstance(raw, bytes | str | bytearray):
+        size = len(raw)
+    elif raw is None:
+        size = 0
+    else:
+        size = _OBJECT_SIZE_ESTIMATE
+    if details:
+        chunks = details.get("chunks")
+        if chunks is not None:
+            size = sum(map(len, chunks))
+        request_body = details.get("request_body")
+        if request_body is not None:
+            size += len(request_body)
+    return size + 256  # the envelope and the tuple itself
+
+
+class Recorder:
+    """Records provider responses into a Redis stream, off the caller's path.
+
+    Create one per process (it is cheap, connects lazily and is fork-safe)::
+
+        recorder = Recorder(redis_url="redis://localhost:6379/0")
+        recorder.record("openai", response_bytes, {"endpoint": "/v1/chat/completions"}, "user-42")
+        await recorder.record_response("anthropic", raw, request_metadata, session_id)
+
+    Keyword arguments are :class:`rawtap.shared.ProducerSettings` fields and win
+    over ``RAWTAP_*`` environment variables. An invalid setting raises
+    :class:`rawtap.shared.ConfigError` here, at construction; after that no
+    method raises into the caller.
+    """
+
+    def __init__(self, settings: ProducerSettings | None = None, **overrides: Any) -> None:
+        if settings is not None and overrides:
+            settings = settings.model_copy(update=overrides)
+        self.settings = settings or load_settings(ProducerSettings, **overrides)
+        self.producer_id = new_producer_id()
+        self._buffer = RecordBuffer(
+            self.settings.max_memory_bytes, self.settings.max_buffered_records
+        )
+        self._enabled = self.settings.enabled
+        self._allowed = self.settings.providers
+        self._writer: StreamWriter | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._counters_lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self._dropped: dict[str, int] = {}
+        self._skipped = 0
+        self._sent_count = 0
+        self._subscribers: list[Callback] = []
+        self._has_subscribers = False
+        self._atexit_registered = False
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
+
+    # -- the hot path -------------------------------------------------------
+
+    def record(
+        self,
+        provider: str,
+        raw_response: object,
+        request_metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        **details: Unpack[RecordDetails],
+    ) -> bool:
+        """Queue one provider response; return True if it was accepted.
+
+        ``raw_response`` may be ``bytes`` (stored as is), ``str``, a JSON-able
+        object, or an SDK response object (a pydantic model); for a stream,
+        pass ``chunks=[…]`` instead. The record notes which form it came in.
+        Returns False, without raising, when recording is disabled, the
+        provider is not allowed, the buffer is full, or anything goes wrong.
+        """
+        try:
+            if not self._enabled or self._closed:
+                self._skipped += 1
+                return False
+            if self._allowed is not None and provider not in self._allowed:
+                self._skipped += 1
+                return False
+            writer = self._writer
+            if writer is None:
+                writer = self._start()
+                if writer is None:
+                    return False
+            seq = self._buffer.put(
+                _size_of(raw_response, details),
+                (
+                    time.time_ns(),
+                    provider,
+                    raw_response,
+                    request_metadata,
+                    session_id,
+                    details,
+                ),
+            )
+            if seq < 0:
+                return False
+            if not writer.wake.is_set():
+                writer.wake.set()
+        except Exception:  # noqa: BLE001 - the host must never see our failures
+            self._count("internal_errors")
+            _log_once.warning("record", "rawtap: record() failed internally", exc_info=True)
+            return False
+        return True
+
+    async def record_response(
+        self,
+        provider: str,
+        raw_response: object,
+        request_metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        **details: Unpack[RecordDetails],
+    ) -> bool:
+        """The asynchronous interface existing code calls; same contract as :meth:`record`.
+
+        It does no I/O and never awaits anything slow: it queues and returns.
+        """
+        return self.record(provider, raw_response, request_metadata, session_id, **details)
+
+    # -- observers and figures ---------------------------------------------
+
+    def subscribe(self, callback: Callback) -> None:
+        """Call ``callback(event)`` for every :data:`~rawtap.producer.Event`.
+
+        Callbacks run on the writer thread; one that raises is logged and
+        counted, never propagated. To reach an asyncio bus, hand the event over
+        with ``loop.call_soon_threadsafe``.
+        """
+        self._subscribers.append(callback)
+        self._has_subscribers = True
+
+    def stats(self) -> RecorderStats:
+        """The recorder's counters, as a snapshot."""
+        with self._counters_lock:
+            dropped = dict(self._dropped)
+            counters = dict(self._counters)
+        if self._buffer.refused:
+            dropped["buffer_full"] = self._buffer.refused
+        return RecorderStats(
+            producer_id=self.producer_id,
+            accepted=self._buffer.accepted,
+            sent=self._sent_count,
+            dropped=dropped,
+            skipped=self._skipped,
+            buffered_records=len(self._buffer),
+            buffered_bytes=self._buffer.nbytes,
+            send_failures=counters.get("send_failures", 0),
+            serialize_fallbacks=counters.get("serialize_fallbacks", 0),
+            truncated=counters.get("truncated", 0),
+            hook_errors=counters.get("hook_errors", 0),
+            internal_errors=counters.get("internal_errors", 0),
+        )
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything accepted so far has reached Redis; True if it did in time."""
+        deadline = time.monotonic() + (
+            self.settings.close_timeout_s if timeout is None else timeout
+        )
+        while self._buffer.nbytes > 0 or len(self._buffer) > 0:
+            if time.monotonic() >= deadline or self._writer is None:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Send what is buffered (for at most ``timeout`` s, default ``close_timeout_s``) and stop.
+
+        Idempotent. Returns True when nothing was left unsent. Records still
+        unsent at the deadline are dropped and counted under ``unsent_at_close``.
+        """
+        with self._start_lock:
+            if self._closed:
+                return len(self._buffer) == 0
+            self._closed = True
+            writer = self._writer
+        if self._atexit_registered:
+            atexit.unregister(self._close_at_exit)
+        if writer is None:
+            return True
+        try:
+            return writer.stop(self.settings.close_timeout_s if timeout is None else timeout)
+        except Exception:
+            logger.warning("rawtap: closing the recorder failed", exc_info=True)
+            return False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # close() joins a thread for a bounded time; do it off the event loop.
+        await asyncio.to_thread(self.close)
+
+    # -- internals shared with the writer --------------------------------------
+
+    def _start(self) -> StreamWriter | None:
+        with self._start_lock:
+            if self._closed:
+                return None
+            if self._writer is None:
+                writer = StreamWriter(self, self._buffer, self.settings)
+                writer.start()
+                self._writer = writer
+                if not self._atexit_registered:
+                    atexit.register(self._close_at_exit)
+                    self._atexit_registered = True
+            return self._writer
+
+    def _close_at_exit(self) -> None:
+        self.close(self.settings.close_timeout_s)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counters_lock:
+            self._counters[name] = self._counters.get(name, 0) + n
+
+    def _drop(self, reason: str, n: int, error: str | None = None) -> None:
+        with self._counters_lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + n
+        self._emit(Failed(reason, n, error))
+
+    def _sent(self, n: int, _seconds: float) -> None:
+        self._sent_count += n  # only the writer thread writes it
+
+    def _emit(self, event: Event) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:  # noqa: BLE001 - an observer's bug is not ours to propagate
+                self._count("hook_errors")
+                _log_once.warning("hook", "rawtap: an event callback raised", exc_info=True)
+
+    def _reset_after_fork(self) -> None:
+        # The parent's thread does not exist here and its buffered records are the
+        # parent's to send: start over with a new identity and an empty buffer.
+        self.producer_id = new_producer_id()
+        self._buffer.reset()
+        self._writer = None
+        self._start_lock = threading.Lock()
+        self._counters_lock = threading.Lock()
+        self._counters = {}
+        self._dropped = {}
+        self._skipped = 0
+        self._sent_count = 0
+        self._atexit_registered = False
+
+
+def _after_fork_in_child(ref: "weakref.ReferenceType[Recorder]") -> None:
+    recorder = ref()
+    if recorder is not None:
+        recorder._reset_after_fork()

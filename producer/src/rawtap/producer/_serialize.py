@@ -1,0 +1,188 @@
+"""Pending items to stream entries, on the writer thread.
+
+This is where everything the hot path deferred happens: the record id is
+formatted, ``raw_response`` becomes bytes, oversized bodies are truncated with
+a marker, and the envelope is serialized with orjson. No pydantic model is
+built here; the envelope's keys are :class:`rawtap.shared.Record`'s fields,
+which the round-trip tests hold to.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from rawtap.producer._details import DETAIL_KEYS
+from rawtap.shared import SCHEMA_VERSION, BodyForm, EndState, entry_from_parts, make_record_id
+
+_END_STATES = frozenset(s.value for s in EndState)
+_BODY_FORMS = frozenset(f.value for f in BodyForm)
+_ENVELOPE_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _envelope_default(value: object) -> object:
+    # User metadata is free-form: keep what cannot be JSON as its text, never fail the record.
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("latin-1")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+class SerializedRecord:
+    """A record ready to send: its id, its stream entry, and what happened on the way."""
+
+    __slots__ = ("entry", "fallback", "record_id", "truncated")
+
+    def __init__(
+        self, record_id: str, entry: dict[bytes, bytes], *, fallback: bool, truncated: bool
+    ) -> None:
+        self.record_id = record_id
+        self.entry = entry
+        self.fallback = fallback
+        self.truncated = truncated
+
+
+def body_bytes(raw: object) -> tuple[bytes, str, str | None]:
+    """``raw_response`` as bytes, the :class:`BodyForm` it came in, and an error if it fell back."""
+    if raw is None:
+        return b"", BodyForm.BYTES.value, None
+    if isinstance(raw, bytes):
+        return raw, BodyForm.BYTES.value, None
+    if isinstance(raw, bytearray | memoryview):
+        return bytes(raw), BodyForm.BYTES.value, None
+    if isinstance(raw, str):
+        return raw.encode("utf-8", "surrogatepass"), BodyForm.STR.value, None
+    try:
+        dump = getattr(raw, "model_dump_json", None)
+        if callable(dump):  # a pydantic model, e.g. an SDK response object
+            text = dump(by_alias=True, exclude_unset=True)
+            return str(text).encode("utf-8", "surrogatepass"), BodyForm.SDK_OBJECT.value, None
+        return orjson.dumps(raw, option=orjson.OPT_NON_STR_KEYS), BodyForm.JSON.value, None
+    except Exception as e:  # noqa: BLE001 - any object may be handed to us; never fail the record
+        error = f"raw_response could not be serialized ({type(e).__name__}: {e}); stored repr()"
+    try:
+        text = repr(raw)
+    except Exception as e:  # noqa: BLE001 - a broken __repr__ must not lose the record either
+        text = f"<unrepresentable {type(raw).__qualname__}: {type(e).__name__}>"
+    return text.encode("utf-8", "surrogatepass"), BodyForm.REPR.value, error
+
+
+def _cut_chunks(chunks: list[list[int]], keep: int) -> list[list[int]]:
+    out: list[list[int]] = []
+    left = keep
+    for offset, size in chunks:
+        if left <= 0:
+            break
+        out.append([offset, min(size, left)])
+        left -= size
+    return out
+
+
+def _response_body(
+    raw: object, d: dict[str, Any], errors: list[str]
+) -> tuple[bytes, str, list[list[int]]]:
+    """The response body, its form and its chunk boundaries; problems go to ``errors``."""
+    chunks_in = d.get("chunks")
+    chunk_pairs: list[list[int]] = []
+    if chunks_in is not None:
+        pieces = [bytes(c) for c in chunks_in]
+        body = b"".join(pieces)
+        form = BodyForm.BYTES.value
+        offsets = list(d.get("chunk_offsets_ns") or ())
+        if len(offsets) != len(pieces):
+            if offsets:
+                errors.append("chunk_offsets_ns length differs from chunks; offsets dropped")
+            offsets = [0] * len(pieces)
+        chunk_pairs = [[int(o), len(p)] for o, p in zip(offsets, pieces, strict=True)]
+    else:
+        body, form, fallback_error = body_bytes(raw)
+        if fallback_error:
+            errors.append(fallback_error)
+    form = d.get("body_form", form)
+    if form not in _BODY_FORMS:
+        errors.append(f"unknown body_form {form!r}; kept as bytes")
+        form = BodyForm.BYTES.value
+    return body, form, chunk_pairs
+
+
+def serialize(
+    item: Sequence[Any], producer_id: str, service: str | None, max_record_bytes: int
+) -> SerializedRecord:
+    """Turn one buffered item into a stream entry.
+
+    ``item`` is ``(seq, size, captured_at_ns, provider, raw_response,
+    request_metadata, session_id, details)`` as ``Recorder.record`` queued it.
+    """
+    seq, _size, captured_at_ns, provider, raw, metadata, session_id, details = item
+    d: dict[str, Any] = details or {}
+    errors: list[str] = []
+    unknown = d.keys() - DETAIL_KEYS
+    if unknown:
+        errors.append(f"unknown record details ignored: {', '.join(sorted(unknown))}")
+
+    chunks_in = d.get("chunks")
+    body, form, chunk_pairs = _response_body(raw, d, errors)
+    request_body = bytes(d.get("request_body", b""))
+    truncated = len(body) + len(request_body) > max_record_bytes
+    original_size = original_request_size = None
+    if truncated:
+        # The response is the point of the record: the request gets what the body
+        # leaves of the budget, but never less than half of it.
+        request_cap = max(max_record_bytes // 2, max_record_bytes - len(body))
+        if len(request_body) > request_cap:
+            original_request_size = len(request_body)
+            request_body = request_body[:request_cap]
+        body_cap = max_record_bytes - len(request_body)
+        if len(body) > body_cap:
+            original_size = len(body)
+            body = body[:body_cap]
+            chunk_pairs = _cut_chunks(chunk_pairs, body_cap)
+
+    end_state = d.get("end_state", EndState.COMPLETE.value)
+    if end_state not in _END_STATES:
+        errors.append(f"unknown end_state {end_state!r}; recorded as error")
+        end_state = EndState.ERROR.value
+    error = d.get("error")
+    if errors:
+        error = "; ".join([error, *errors] if error else errors)
+
+    record_id = make_record_id(captured_at_ns, producer_id, seq)
+    envelope = {
+        "schema_version": SCHEMA_VERSION,
+        "record_id": record_id,
+        "producer_id": producer_id,
+        "seq": seq,
+        "session_id": session_id,
+        "service": service,
+        "traceparent": d.get("traceparent"),
+        "tracestate": d.get("tracestate"),
+        "call_id": d.get("call_id"),
+        "attempt": d.get("attempt"),
+        "provider": provider,
+        "method": d.get("method"),
+        "url": d.get("url"),
+        "request_headers": [list(h) for h in d.get("request_headers", ())],
+        "metadata": metadata or {},
+        "status": d.get("status"),
+        "response_headers": [list(h) for h in d.get("response_headers", ())],
+        "body_form": form,
+        "stream": bool(d.get("stream", chunks_in is not None)),
+        "chunks": chunk_pairs,
+        "started_at_ns": d.get("started_at_ns", captured_at_ns),
+        "first_byte_ns": d.get("first_byte_ns"),
+        "ended_ns": d.get("ended_ns"),
+        "captured_at_ns": captured_at_ns,
+        "end_state": end_state,
+        "error": error,
+        "truncated": truncated,
+        "original_size": original_size,
+        "original_request_size": original_request_size,
+    }
+    packed = orjson.dumps(envelope, default=_envelope_default, option=_ENVELOPE_OPTIONS)
+    return SerializedRecord(
+        record_id,
+        entry_from_parts(record_id, packed, request_body, body),
+        fallback=form == BodyForm.REPR.value,
+        truncated=truncated,
+    )

@@ -1,0 +1,64 @@
+"""rawtap.shared: what producer and consumer agree on.
+
+The record schema (:class:`Record`), its codec to and from a Redis stream entry,
+stream key naming (:class:`StreamNames`), record ids, and the typed settings
+read from ``RAWTAP_*`` environment variables or passed from code.
+
+Exceptions::
+
+    RawtapError
+     ├── ConfigError   a setting is missing or invalid (names the variable)
+     └── CodecError    a stream entry cannot be decoded into a Record
+"""
+
+from rawtap.shared._codec import (
+    ENTRY_BODY,
+    ENTRY_ENVELOPE,
+    ENTRY_RECORD_ID,
+    ENTRY_REQUEST_BODY,
+    ENTRY_VERSION,
+    decode_entry,
+    encode_entry,
+    encode_envelope,
+    entry_from_parts,
+)
+from rawtap.shared._errors import CodecError, ConfigError, RawtapError
+from rawtap.shared._ids import make_record_id, new_producer_id, record_id_time_ms
+from rawtap.shared._record import (
+    SCHEMA_VERSION,
+    BodyForm,
+    Chunk,
+    EndState,
+    Header,
+    Record,
+)
+from rawtap.shared._settings import ProducerSettings, WorkerSettings, load_settings
+from rawtap.shared._streams import StreamNames
+
+__all__ = [
+    "ENTRY_BODY",
+    "ENTRY_ENVELOPE",
+    "ENTRY_RECORD_ID",
+    "ENTRY_REQUEST_BODY",
+    "ENTRY_VERSION",
+    "SCHEMA_VERSION",
+    "BodyForm",
+    "Chunk",
+    "CodecError",
+    "ConfigError",
+    "EndState",
+    "Header",
+    "ProducerSettings",
+    "RawtapError",
+    "Record",
+    "StreamNames",
+    "WorkerSettings",
+    "decode_entry",
+    "encode_entry",
+    "encode_envelope",
+    "entry_from_parts",
+    "load_settings",
+    "make_record_id",
+    "new_producer_id",
+    "record_id_time_ms",
+]

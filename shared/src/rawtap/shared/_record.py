@@ -1,0 +1,141 @@
+"""The record: one provider response (one physical HTTP attempt), byte-exact.
+
+The same shape travels in the stream, sits in the sink and comes out of
+``rawtap export``. Bodies are ``bytes`` end to end, never re-encoded JSON, so a
+stored record can reproduce the provider's response byte for byte. Stream
+chunks are kept as boundaries into ``body`` (offset in time and size), so a
+streamed response is stored once, not twice.
+"""
+
+from enum import StrEnum
+from typing import Any, NamedTuple, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+"""Version of the record schema written by this release; bumped on any incompatible change."""
+
+
+class EndState(StrEnum):
+    """How the exchange ended, as the producer saw it."""
+
+    COMPLETE = "complete"
+    """The whole response arrived (EOF or the provider's terminal event)."""
+    CLOSED_EARLY = "closed_early"
+    """The application closed the response before the end."""
+    CANCELLED = "cancelled"
+    """The task reading the response was cancelled."""
+    ERROR = "error"
+    """Reading the response body failed after the headers arrived."""
+    TRANSPORT_ERROR = "transport_error"
+    """No response: connection, TLS or timeout failure before the headers."""
+    ABANDONED = "abandoned"
+    """The response object was garbage-collected without being closed."""
+
+
+class BodyForm(StrEnum):
+    """What ``raw_response`` was when it was handed to the recorder.
+
+    Only ``wire`` and ``bytes`` are guaranteed to be the provider's exact bytes;
+    the other forms were turned into bytes by rawtap on the writer thread.
+    """
+
+    WIRE = "wire"
+    """Captured by the transport tap: the entity bytes as received."""
+    BYTES = "bytes"
+    """Passed as ``bytes`` by the caller, stored unchanged."""
+    STR = "str"
+    """Passed as ``str``; stored UTF-8 encoded (lone surrogates escaped)."""
+    JSON = "json"
+    """A JSON-able object (dict, list, …), serialized with orjson."""
+    SDK_OBJECT = "sdk_object"
+    """A pydantic model (an SDK response object), serialized with its own JSON dump."""
+    REPR = "repr"
+    """Nothing above worked; ``repr()`` of the object, and ``error`` says why."""
+
+
+class Chunk(NamedTuple):
+    """One piece of a streamed body, in arrival order."""
+
+    offset_ns: int
+    """When the chunk was read, in ns since the request started (monotonic clock)."""
+    size: int
+    """Its length in bytes; chunk ``i`` is ``body[sum(sizes[:i]) : sum(sizes[:i+1])]``."""
+
+
+Header = tuple[str, str]
+"""A header as sent or received: original case, order and duplicates kept.
+
+Values are decoded as latin-1, which maps every byte to one character, so any
+header the wire carried survives the JSON envelope unchanged.
+"""
+
+
+class Record(BaseModel):
+    """One provider exchange as rawtap stores it (schema version 1)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    schema_version: int = SCHEMA_VERSION
+    # identity
+    record_id: str = Field(min_length=1)
+    producer_id: str = Field(min_length=1)
+    seq: int = Field(ge=0)
+    session_id: str | None = None
+    service: str | None = None
+    traceparent: str | None = None
+    tracestate: str | None = None
+    call_id: str | None = None
+    attempt: int | None = None
+    # request
+    provider: str = Field(min_length=1)
+    method: str | None = None
+    url: str | None = None
+    request_headers: list[Header] = Field(default_factory=list)
+    request_body: bytes = b""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # response
+    status: int | None = None
+    response_headers: list[Header] = Field(default_factory=list)
+    body: bytes = b""
+    body_form: BodyForm = BodyForm.BYTES
+    stream: bool = False
+    chunks: list[Chunk] = Field(default_factory=list)
+    # timing: wall clock for the start, monotonic offsets from it for the rest
+    started_at_ns: int
+    first_byte_ns: int | None = None
+    ended_ns: int | None = None
+    captured_at_ns: int
+    # outcome
+    end_state: EndState = EndState.COMPLETE
+    error: str | None = None
+    truncated: bool = False
+    original_size: int | None = None
+    """Size of ``body`` before truncation (set only when it was cut)."""
+    original_request_size: int | None = None
+    """Size of ``request_body`` before truncation (set only when it was cut)."""
+
+    @model_validator(mode="after")
+    def _chunks_cover_body(self) -> Self:
+        if self.chunks and sum(c.size for c in self.chunks) != len(self.body):
+            raise ValueError(
+                f"chunk sizes add up to {sum(c.size for c in self.chunks)} bytes "
+                f"but the body has {len(self.body)}"
+            )
+        return self
+
+    def chunk_bytes(self) -> list[bytes]:
+        """The streamed chunks as bytes, in order (empty for a non-streamed body)."""
+        out: list[bytes] = []
+        pos = 0
+        for chunk in self.chunks:
+            out.append(self.body[pos : pos + chunk.size])
+            pos += chunk.size
+        return out
+
+    def header(self, name: str) -> str | None:
+        """The first response header called ``name`` (case-insensitive), if any."""
+        lowered = name.lower()
+        return next((v for k, v in self.response_headers if k.lower() == lowered), None)

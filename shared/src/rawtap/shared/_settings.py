@@ -1,0 +1,140 @@
+"""Typed settings, from ``RAWTAP_*`` environment variables or from code.
+
+Arguments given in code win over the environment, which wins over defaults::
+
+    ProducerSettings(max_memory_mb=32)          # code
+    RAWTAP_MAX_MEMORY_MB=32 python app.py       # environment
+
+Invalid values raise :class:`~rawtap.shared.ConfigError` with one line naming
+the variable, e.g. ``RAWTAP_MAX_MEMORY_MB: Input should be greater than 0``.
+"""
+
+import os
+import socket
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rawtap.shared._errors import ConfigError
+
+_ENV_PREFIX = "RAWTAP_"
+
+_S = TypeVar("_S", bound=BaseSettings)
+
+
+class _Common(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=_ENV_PREFIX, extra="forbid", frozen=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis to write to / read from (``redis://``, ``rediss://`` for TLS, ``unix://``)."""
+    stream_prefix: str = Field(default="rawtap", min_length=1, pattern=r"^[^{}\s]+$")
+    """Prefix of every Redis key rawtap uses (``rawtap:{0}``, ``rawtap:{dead}``)."""
+    socket_timeout_s: float = Field(default=2.0, gt=0)
+    """Timeout of one Redis command round trip. redis-py's 5 s default is never used."""
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    """Timeout of opening a Redis connection."""
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class ProducerSettings(_Common):
+    """Settings of a :class:`rawtap.producer.Recorder` (``RAWTAP_*`` variables)."""
+
+    enabled: bool = True
+    """``False`` makes every record call a no-op (``RAWTAP_ENABLED=false``)."""
+    providers: Annotated[frozenset[str] | None, NoDecode] = None
+    """Only record these providers (``RAWTAP_PROVIDERS=openai,anthropic``); all when unset."""
+    service: str | None = Field(default_factory=lambda: os.environ.get("OTEL_SERVICE_NAME") or None)
+    """Service name stamped on records; defaults to ``OTEL_SERVICE_NAME``."""
+    max_memory_mb: float = Field(default=64.0, gt=0)
+    """Bound on bytes held in memory waiting for Redis; past it records are refused and counted."""
+    max_buffered_records: int = Field(default=100_000, gt=0)
+    """Bound on the number of records held in memory."""
+    max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """Bodies above this are stored truncated, flagged, with their original size."""
+    maxlen: int = Field(default=1_000_000, gt=0)
+    """Approximate cap of the stream (``XADD … MAXLEN ~``): memory bound for Redis."""
+    send_batch_size: int = Field(default=500, gt=0, le=10_000)
+    """Records per pipelined round trip to Redis."""
+    close_timeout_s: float = Field(default=5.0, ge=0)
+    """How long ``close()`` and the exit hook wait for buffered records to be sent."""
+    memory_warning_ratio: float = Field(default=0.8, gt=0, le=1)
+    """A memory-warning event fires when the buffer passes this share of ``max_memory_mb``."""
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = frozenset(p.strip().lower() for p in value.split(",") if p.strip())
+            return names or None
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(str(p).lower() for p in value)
+        return value
+
+    @property
+    def max_memory_bytes(self) -> int:
+        """``max_memory_mb`` in bytes."""
+        return int(self.max_memory_mb * 1024 * 1024)
+
+
+def _default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerSettings(_Common):
+    """Settings of a :class:`rawtap.consumer.Worker` (``RAWTAP_*`` variables)."""
+
+    sink_url: str = "sqlite:///rawtap.db"
+    """Where records are committed: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``."""
+    group: str = Field(default="rawtap", min_length=1)
+    """Consumer group name."""
+    consumer: str = Field(default_factory=_default_consumer_name, min_length=1)
+    """Its name in the group; keep it stable across restarts (default ``hostname-pid``)."""
+    batch_size: int = Field(default=500, gt=0, le=10_000)
+    """Entries read (``XREADGROUP COUNT``) and committed per transaction."""
+    block_ms: int = Field(default=1000, ge=1, le=60_000)
+    """How long one read waits for new entries; also bounds how fast SIGTERM is noticed."""
+    claim_idle_ms: int = Field(default=60_000, gt=0)
+    """Entries idle this long in a dead consumer's pending list are taken over."""
+    max_deliveries: int = Field(default=5, gt=0)
+    """Deliveries after which an entry goes to the dead-letter stream."""
+    dead_letter_maxlen: int = Field(default=100_000, gt=0)
+    """Approximate cap of the dead-letter stream."""
+    log_format: Literal["text", "json"] = "text"
+    """How the CLI logs."""
+
+    @field_validator("sink_url")
+    @classmethod
+    def _known_sink(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+
+def load_settings(cls: type[_S], **overrides: Any) -> _S:
+    """Build ``cls`` from the environment and ``overrides``; invalid values raise ConfigError.
+
+    ``None`` overrides are ignored, so CLI flags left unset fall through to the environment.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return cls(**given)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, given)) from e
+
+
+def _describe(error: ValidationError, given: dict[str, Any]) -> str:
+    parts = []
+    for err in error.errors():
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        where = field if field in given else f"{_ENV_PREFIX}{field.upper()}"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        parts.append(f"{where}: {err['msg']}{shown}")
+    return "invalid setting " + "; ".join(parts)
