@@ -1,0 +1,1 @@
+"""Helpers for rawtap's tests: services, private servers, subprocess runners."""
