@@ -46,7 +46,7 @@ _debug = False
 
 def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"rawtap: error: {message}", err=True)
-    raise typer.Exit(code)
+    sys.exit(code)
 
 
 def _setup_logging(level: str) -> None:
@@ -130,6 +130,8 @@ def stats(
     sink_obj = open_sink(settings.sink_url) if sink or "RAWTAP_SINK_URL" in os.environ else None
     try:
         figures = gather(client, names.shard(0), names.dead_letters, sink_obj)
+    except redis.RedisError as e:
+        _fail(describe(e, settings.redis_url))
     finally:
         client.close()
         if sink_obj is not None:

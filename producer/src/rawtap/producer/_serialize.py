@@ -7,7 +7,7 @@ built here; the envelope's keys are :class:`rawtap.shared.Record`'s fields,
 which the round-trip tests hold to.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -121,6 +121,19 @@ def serialize(
     if unknown:
         errors.append(f"unknown record details ignored: {', '.join(sorted(unknown))}")
 
+    if not isinstance(provider, str) or not provider:
+        errors.append(f"provider {provider!r} is not a name; recorded as 'unknown'")
+        provider = "unknown"
+    if session_id is not None and not isinstance(session_id, str):
+        session_id = str(session_id)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        errors.append(f"request_metadata was a {type(metadata).__name__}, not a mapping")
+        metadata = {"value": metadata}
+    status = d.get("status")
+    if status is not None and not isinstance(status, int):
+        errors.append(f"status {status!r} is not an integer; dropped")
+        status = None
+
     chunks_in = d.get("chunks")
     body, form, chunk_pairs = _response_body(raw, d, errors)
     request_body = bytes(d.get("request_body", b""))
@@ -163,8 +176,8 @@ def serialize(
         "method": d.get("method"),
         "url": d.get("url"),
         "request_headers": [list(h) for h in d.get("request_headers", ())],
-        "metadata": metadata or {},
-        "status": d.get("status"),
+        "metadata": dict(metadata) if metadata else {},
+        "status": status,
         "response_headers": [list(h) for h in d.get("response_headers", ())],
         "body_form": form,
         "stream": bool(d.get("stream", chunks_in is not None)),

@@ -74,6 +74,7 @@ class StreamWriter:
         self._stop = threading.Event()
         self._deadline = float("inf")
         self._warned = False
+        self._unsent = 0
         self._thread = threading.Thread(target=self._run, name="rawtap-writer", daemon=True)
 
     def start(self) -> None:
@@ -90,7 +91,7 @@ class StreamWriter:
         self._stop.set()
         self.wake.set()
         self._thread.join(timeout + 1.0)
-        return not self._thread.is_alive() and len(self._buffer) == 0
+        return not self._thread.is_alive() and self._unsent == 0
 
     # -- the thread -------------------------------------------------------
 
@@ -136,6 +137,7 @@ class StreamWriter:
             if rec.truncated:
                 self._recorder._count("truncated")
         if records and not self._send(records):
+            self._unsent += len(records)
             self._recorder._drop("unsent_at_close", len(records), "Redis unreachable at close")
         self._buffer.release(nbytes)
 
@@ -153,6 +155,7 @@ class StreamWriter:
                 _log_once.warning(
                     "send", "rawtap: cannot write to Redis (%s); retrying, records stay buffered", e
                 )
+                self._check_memory()  # the buffer fills while we wait: say so now
             else:
                 self._recorder._sent(len(records), time.perf_counter() - started)
                 if self._recorder._has_subscribers:
@@ -190,5 +193,6 @@ class StreamWriter:
     def _drop_rest(self) -> None:
         rest = self._buffer.take(len(self._buffer))
         if rest:
+            self._unsent += len(rest)
             self._buffer.release(sum(item[1] for item in rest))
             self._recorder._drop("unsent_at_close", len(rest), "recorder closed")

@@ -1,0 +1,90 @@
+"""The ``rawtap`` command line: demo, stats, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from rawtap.producer import Recorder
+from tests.support.pipeline import rawtap_command
+from tests.support.services import free_port
+
+
+def _run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        rawtap_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_demo_runs_the_whole_pipeline_and_reports(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = _run("demo", "--count", "300", "--sink", f"sqlite:///{tmp_path}/demo.db")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "private redis-server on redis://127.0.0.1:" in out
+    assert "byte-exact in the sink: 300/300" in out
+    for provider in ("openai", "anthropic", "gemini"):
+        line = next(line for line in out.splitlines() if line.startswith(provider))
+        assert line.split()[1:3] == ["100", "50"]  # records, streamed
+    assert "records/s" in out
+    assert "capture-to-persist delay: p50" in out
+
+
+def test_stats_shows_stream_group_and_sink(redis_url: str, stream_prefix: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with Recorder(redis_url=redis_url, stream_prefix=stream_prefix) as recorder:
+        for _ in range(7):
+            recorder.record("openai", b"{}")
+    env = {"RAWTAP_REDIS_URL": redis_url, "RAWTAP_STREAM_PREFIX": stream_prefix}
+    before = _run("stats", env=env)
+    assert before.returncode == 0, before.stderr
+    assert f"stream {stream_prefix}:{{0}}: length 7" in before.stdout
+    assert "no consumer group yet" in before.stdout
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.xgroup_create(f"{stream_prefix}:{{0}}", "rawtap", id="0")
+    client.xreadgroup("rawtap", "someone", {f"{stream_prefix}:{{0}}": ">"}, count=3)
+    client.close()
+    after = _run("stats", "--sink", f"sqlite:///{tmp_path}/s.db", env=env)
+    assert after.returncode == 0, after.stderr
+    assert "group rawtap: consumers 1, pending 3, lag 4" in after.stdout
+    assert f"sink sqlite:///{tmp_path}/s.db: 0 records" in after.stdout
+
+
+def test_unreachable_redis_is_one_clear_line_and_exit_1(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    for args in (["worker", "--sink", f"sqlite:///{tmp_path}/x.db"], ["stats"]):
+        result = _run(*args, "--redis-url", url)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"rawtap: error: cannot reach Redis at {url}")
+        assert "Traceback" not in result.stderr
+
+
+def test_bad_settings_are_one_line_and_exit_2() -> None:
+    result = _run("worker", "--batch-size", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "rawtap: error: invalid setting batch_size: Input should be greater than 0 (got 0)"
+    )
+    result = _run("stats", env={"RAWTAP_REDIS_URL": "http://nope"})
+    assert result.returncode == 2
+    assert "RAWTAP_REDIS_URL: Value error, must start with redis://" in result.stderr
+
+
+def test_unusable_sink_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "dir.db").mkdir()
+    result = _run("worker", "--sink", f"sqlite:///{tmp_path}/dir.db")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("rawtap: error: cannot open SQLite database")
+    result = _run("worker", "--sink", "postgresql://localhost/x")
+    assert result.returncode == 2
+    assert "PostgreSQL sink is not in this release yet" in result.stderr

@@ -1,0 +1,288 @@
+"""The Recorder against real Redis: never blocks, never raises, bounded, flushes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import redis
+
+from rawtap.producer import Failed, MemoryWarning, Recorded, Recorder
+from rawtap.shared import StreamNames, decode_entry
+from tests.support.pipeline import wait_until
+from tests.support.services import RedisServer, free_port, private_redis
+
+BODY_2K = b'{"choices":[{"text":"' + b"x" * 2000 + b'"}]}'
+
+
+def _entries(client: redis.Redis, prefix: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    return client.xrange(StreamNames(prefix).shard(0))  # type: ignore[return-value]
+
+
+def test_nothing_starts_at_import_or_construction_and_writer_starts_on_first_record() -> None:
+    script = textwrap.dedent(
+        """
+        import threading, socket
+        opened = []
+        real = socket.socket.connect
+        socket.socket.connect = lambda self, *a: opened.append(a) or real(self, *a)
+        import rawtap.producer
+        from rawtap.producer import Recorder
+        r = Recorder(redis_url="redis://127.0.0.1:1/0")
+        print(len(threading.enumerate()), len(opened))
+        r.record("openai", b"x")
+        print(sorted(t.name for t in threading.enumerate()))
+        r.close(0.1)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out[0] == "1 0"  # only the main thread, no connection
+    assert "rawtap-writer" in out[1]
+
+
+def test_stalled_redis_never_blocks_the_caller_and_memory_stays_bounded(
+    stream_prefix: str,
+) -> None:
+    with private_redis() as server:
+        events: list[object] = []
+        recorder = Recorder(
+            redis_url=server.url,
+            stream_prefix=stream_prefix,
+            max_memory_mb=1,
+            socket_timeout_s=1.0,
+            close_timeout_s=10,
+        )
+        recorder.subscribe(events.append)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
+        try:
+            slowest = 0.0
+            offered = 3000  # ~6 MB offered against a 1 MB bound
+            for i in range(offered):
+                t0 = time.perf_counter()
+                recorder.record("openai", BODY_2K, {"i": i}, "s")
+                slowest = max(slowest, time.perf_counter() - t0)
+            stats = recorder.stats()
+            # A call that waited on Redis would take the 1 s socket timeout.
+            assert slowest < 0.25, f"record() blocked for {slowest:.3f}s"
+            assert stats.buffered_bytes <= 1024 * 1024
+            assert stats.dropped["buffer_full"] > 0
+            assert stats.accepted + stats.dropped["buffer_full"] == offered
+            wait_until(
+                lambda: any(isinstance(e, MemoryWarning) for e in events), 10, "a memory warning"
+            )
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        assert recorder.flush(30)
+        stats = recorder.stats()
+        assert stats.sent >= stats.accepted  # a retried batch may be sent twice, never lost
+        client = redis.Redis.from_url(server.url)
+        seqs = {decode_entry(f).seq for _, f in _entries(client, stream_prefix)}
+        assert seqs == set(range(stats.accepted))
+        assert any(isinstance(e, Failed) and e.reason == "send_failed" for e in events)
+        client.close()
+        recorder.close()
+
+
+def test_unreachable_redis_loses_nothing_accepted_once_it_comes_back(stream_prefix: str) -> None:
+    port = free_port()
+    recorder = Recorder(redis_url=f"redis://127.0.0.1:{port}/0", stream_prefix=stream_prefix)
+    for i in range(200):
+        assert recorder.record("anthropic", BODY_2K, {"i": i})
+    wait_until(lambda: recorder.stats().send_failures > 0, 10, "a failed send")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as workdir:
+        server = RedisServer(port, workdir).start()
+        try:
+            assert recorder.flush(30)
+            client = redis.Redis.from_url(server.url)
+            seqs = sorted(decode_entry(f).seq for _, f in _entries(client, stream_prefix))
+            assert seqs == list(range(200))
+            client.close()
+        finally:
+            recorder.close()
+            server.kill()
+
+
+class _Exploding:
+    def __len__(self) -> int:
+        raise RuntimeError("boom")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+def test_garbage_input_and_internal_failures_never_raise(
+    redis_url: str, stream_prefix: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rawtap.producer._buffer import RecordBuffer
+
+    recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix)
+    assert recorder.record(None, _Exploding()) is True  # type: ignore[arg-type]
+    assert recorder.record("openai", b"x", object(), 123) is True  # type: ignore[arg-type]
+    assert recorder.record("openai", b"x", chunks=[1, 2]) is False  # type: ignore[list-item]
+    assert recorder.record("openai", b"x", bogus_detail=1) is True  # type: ignore[call-arg]
+    assert recorder.record("openai", b"x", end_state="weird") is True
+    assert recorder.stats().internal_errors == 1  # the chunks of ints
+
+    def broken_put(*_a: object) -> int:
+        raise MemoryError("simulated")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RecordBuffer, "put", broken_put)
+        assert recorder.record("openai", b"x") is False
+    assert recorder.stats().internal_errors == 2
+    assert recorder.flush(10)
+    entries = [decode_entry(f) for _, f in _entries(redis_client, stream_prefix)]
+    assert len(entries) == 4
+    assert entries[0].body.startswith(b"<unrepresentable _Exploding")
+    assert entries[0].provider == "unknown"
+    assert entries[1].session_id == "123"
+    assert entries[1].metadata["value"].startswith("<object object")
+    assert entries[2].error == "unknown record details ignored: bogus_detail"
+    assert entries[3].end_state.value == "error"
+    recorder.close()
+
+
+def test_disabled_and_not_allowed_providers_are_no_ops(redis_url: str, stream_prefix: str) -> None:
+    off = Recorder(redis_url=redis_url, stream_prefix=stream_prefix, enabled=False)
+    assert off.record("openai", b"x") is False
+    assert off._writer is None  # no thread either
+    assert off.stats().skipped == 1
+    assert off.stats().accepted == 0
+    only = Recorder(redis_url=redis_url, stream_prefix=stream_prefix, providers="anthropic")
+    assert only.record("openai", b"x") is False
+    assert only.record("anthropic", b"x") is True
+    assert only.close(10)
+    assert only.stats().sent == 1
+
+
+def test_hooks_get_events_off_the_hot_path_and_their_errors_are_swallowed(
+    redis_url: str, stream_prefix: str
+) -> None:
+    seen: list[Recorded] = []
+    threads: set[str] = set()
+
+    def good(event: object) -> None:
+        threads.add(threading.current_thread().name)
+        if isinstance(event, Recorded):
+            seen.append(event)
+
+    def bad(event: object) -> None:
+        raise ValueError("observer bug")
+
+    recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix)
+    recorder.subscribe(bad)
+    recorder.subscribe(good)
+    for _ in range(10):
+        recorder.record("gemini", b"{}")
+    assert recorder.close(10)
+    assert sum(len(e.record_ids) for e in seen) == 10
+    assert threads == {"rawtap-writer"}
+    assert recorder.stats().hook_errors >= 1
+
+
+def test_seq_is_gapless_across_threads(
+    redis_url: str, stream_prefix: str, redis_client: redis.Redis
+) -> None:
+    recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix)
+
+    def produce() -> None:
+        for i in range(1000):
+            recorder.record("openai", b"%d" % i)
+
+    threads = [threading.Thread(target=produce) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert recorder.close(20)
+    seqs = sorted(decode_entry(f).seq for _, f in _entries(redis_client, stream_prefix))
+    assert seqs == list(range(6000))
+
+
+def test_close_and_context_manager_flush_and_async_interface_records(
+    redis_url: str, stream_prefix: str, redis_client: redis.Redis
+) -> None:
+    with Recorder(redis_url=redis_url, stream_prefix=stream_prefix) as recorder:
+        for _ in range(1000):
+            recorder.record("openai", BODY_2K)
+    assert len(_entries(redis_client, stream_prefix)) == 1000
+    assert recorder.close() is True  # idempotent
+    assert recorder.record("openai", b"late") is False  # closed: a no-op, not an error
+
+    async def story_interface() -> bool:
+        async with Recorder(redis_url=redis_url, stream_prefix=stream_prefix) as r:
+            return await r.record_response("anthropic", b"{}", {"endpoint": "/v1/messages"}, "u1")
+
+    assert asyncio.run(story_interface()) is True
+    last = decode_entry(_entries(redis_client, stream_prefix)[-1][1])
+    assert (last.provider, last.session_id, last.metadata) == (
+        "anthropic",
+        "u1",
+        {"endpoint": "/v1/messages"},
+    )
+
+
+def test_close_with_redis_down_returns_within_its_bound_and_counts_the_loss() -> None:
+    recorder = Recorder(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    for _ in range(50):
+        recorder.record("openai", b"x")
+    t0 = time.monotonic()
+    assert recorder.close(0.5) is False
+    assert time.monotonic() - t0 < 3
+    stats = recorder.stats()
+    assert stats.dropped["unsent_at_close"] == 50
+    assert stats.buffered_bytes == 0
+
+
+def test_process_exit_flushes_what_was_accepted(
+    redis_url: str, stream_prefix: str, redis_client: redis.Redis
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        from rawtap.producer import Recorder
+        r = Recorder(redis_url={redis_url!r}, stream_prefix={stream_prefix!r})
+        for i in range(500):
+            r.record("openai", b"x" * 2000, {{"i": i}})
+        """  # exits without close(): the atexit hook must flush
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, env={**os.environ})
+    assert len(_entries(redis_client, stream_prefix)) == 500
+
+
+def test_oversized_bodies_are_truncated_with_a_marker(
+    redis_url: str, stream_prefix: str, redis_client: redis.Redis
+) -> None:
+    recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix, max_record_bytes=4096)
+    recorder.record("openai", b"a" * 10_000, request_body=b"r" * 100)
+    recorder.record("openai", None, chunks=[b"b" * 3000, b"c" * 3000], request_body=b"q" * 9000)
+    assert recorder.close(10)
+    first, second = (decode_entry(f) for _, f in _entries(redis_client, stream_prefix))
+    assert first.truncated
+    assert first.original_size == 10_000
+    assert len(first.body) + len(first.request_body) == 4096
+    assert first.request_body == b"r" * 100
+    assert second.truncated
+    assert (second.original_size, second.original_request_size) == (6000, 9000)
+    assert len(second.request_body) == 2048
+    assert [c.size for c in second.chunks] == [2048]
+    assert recorder.stats().truncated == 2
+
+
+@pytest.mark.parametrize("bad", [{"max_memory_mb": 0}, {"redis_url": "mysql://x"}])
+def test_invalid_settings_fail_at_construction_not_later(bad: dict[str, object]) -> None:
+    from rawtap.shared import ConfigError
+
+    with pytest.raises(ConfigError):
+        Recorder(**bad)
