@@ -58,6 +58,12 @@ def postgres_url() -> Iterator[str]:
     yield require_postgres(url or DEFAULT_POSTGRES_URL)
 
 
+@pytest.fixture(autouse=True)
+def _private_spill_dir(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's recorders spill into the test's own directory (``RAWTAP_SPILL_DIR``)."""
+    monkeypatch.setenv("RAWTAP_SPILL_DIR", os.path.join(os.fspath(tmp_path), "spill"))
+
+
 @pytest.fixture
 def stream_prefix(redis_url: str) -> Iterator[str]:
     """A stream prefix no other test uses; its keys are deleted afterwards."""

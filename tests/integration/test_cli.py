@@ -43,7 +43,8 @@ def test_stats_shows_stream_group_and_sink(redis_url: str, stream_prefix: str, t
     env = {"RAWTAP_REDIS_URL": redis_url, "RAWTAP_STREAM_PREFIX": stream_prefix}
     before = _run("stats", env=env)
     assert before.returncode == 0, before.stderr
-    assert f"stream {stream_prefix}:{{0}}: length 7" in before.stdout
+    # 7 records and the producer's final report
+    assert f"stream {stream_prefix}:{{0}}: length 8" in before.stdout
     assert "no consumer group yet" in before.stdout
 
     import redis
@@ -54,7 +55,7 @@ def test_stats_shows_stream_group_and_sink(redis_url: str, stream_prefix: str, t
     client.close()
     after = _run("stats", "--sink", f"sqlite:///{tmp_path}/s.db", env=env)
     assert after.returncode == 0, after.stderr
-    assert "group rawtap: consumers 1, pending 3, lag 4" in after.stdout
+    assert "group rawtap: consumers 1, pending 3, lag 5" in after.stdout
     assert f"sink sqlite:///{tmp_path}/s.db: 0 records" in after.stdout
 
 

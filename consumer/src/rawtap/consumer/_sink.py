@@ -4,15 +4,22 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from rawtap.consumer._accounting import Accounting, ProducerBalance
 from rawtap.shared import ConfigError, RawtapError, Record
 
 
 class SinkError(RawtapError):
     """The sink could not commit or read; the message says what to check.
 
-    The worker treats it as transient: nothing is acknowledged, it backs off
-    and retries the same entries.
+    ``transient`` errors (connection lost, database locked, disk full) make the
+    worker back off and retry the same batch, acknowledging nothing. Other
+    errors are the data's fault: the worker splits the batch to find the
+    records the sink refuses and dead-letters them.
     """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @runtime_checkable
@@ -25,6 +32,18 @@ class Sink(Protocol):
 
     def write(self, records: Sequence[Record], persisted_at_ns: int) -> int:
         """Commit ``records`` atomically; return how many were new."""
+        ...
+
+    def write_accounting(self, accounting: Accounting) -> None:
+        """Commit dead letters, producer reports and trimmed ids atomically (idempotent)."""
+        ...
+
+    def reconcile(self) -> list[ProducerBalance]:
+        """Per-producer balances (see :mod:`rawtap.consumer._reconcile`)."""
+        ...
+
+    def ledger_counts(self) -> dict[str, int]:
+        """``dead_lettered`` (not stored later) and ``trimmed`` totals."""
         ...
 
     def get(self, record_id: str) -> Record | None:

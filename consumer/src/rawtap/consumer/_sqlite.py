@@ -22,10 +22,12 @@ from typing import Any, Self
 
 import orjson
 
+from rawtap.consumer._accounting import Accounting, ProducerBalance
+from rawtap.consumer._reconcile import reconcile_rows
 from rawtap.consumer._sink import SinkError
 from rawtap.shared import CodecError, Record, encode_envelope
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _MIGRATIONS = {
     1: """
     CREATE TABLE IF NOT EXISTS records (
@@ -50,6 +52,38 @@ _MIGRATIONS = {
     CREATE INDEX IF NOT EXISTS records_session ON records (session_id, started_at_ns);
     CREATE INDEX IF NOT EXISTS records_provider ON records (provider, started_at_ns);
     CREATE INDEX IF NOT EXISTS records_producer ON records (producer_id, seq);
+    """,
+    2: """
+    CREATE TABLE IF NOT EXISTS dead_letters (
+        stream      TEXT NOT NULL,
+        entry_id    TEXT NOT NULL,
+        record_id   TEXT,
+        producer_id TEXT,
+        seq         INTEGER,
+        error       TEXT NOT NULL,
+        deliveries  INTEGER NOT NULL,
+        dead_at_ns  INTEGER NOT NULL,
+        PRIMARY KEY (stream, entry_id)
+    );
+    CREATE INDEX IF NOT EXISTS dead_letters_producer ON dead_letters (producer_id, seq);
+    CREATE TABLE IF NOT EXISTS producer_progress (
+        producer_id TEXT PRIMARY KEY,
+        next_seq    INTEGER NOT NULL,
+        final       INTEGER NOT NULL,
+        reported_at_ns INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS producer_drops (
+        producer_id TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        first_seq   INTEGER NOT NULL,
+        last_seq    INTEGER NOT NULL,
+        PRIMARY KEY (producer_id, reason, first_seq, last_seq)
+    );
+    CREATE TABLE IF NOT EXISTS trimmed (
+        stream   TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        PRIMARY KEY (stream, entry_id)
+    );
     """,
 }
 
@@ -153,7 +187,36 @@ class SqliteSink:
                     raise
                 return conn.total_changes - before
             except sqlite3.Error as e:
-                raise SinkError(f"SQLite write to {self.path!r} failed: {e}") from e
+                raise _sink_error(f"SQLite write to {self.path!r} failed: {e}", e) from e
+
+    def write_accounting(self, accounting: Accounting) -> None:
+        """Commit dead letters, producer reports and trimmed ids in one transaction (idempotent)."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    _write_accounting(conn, accounting)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise _sink_error(f"SQLite write to {self.path!r} failed: {e}", e) from e
+
+    def reconcile(self) -> list[ProducerBalance]:
+        """Every producer's balance: accepted = stored + dead-lettered + dropped + missing."""
+        return reconcile_rows(self._query, "?")
+
+    def ledger_counts(self) -> dict[str, int]:
+        """Totals of the ledger tables (dead letters not later stored, trimmed ids)."""
+        ((dead,),) = self._query(
+            "SELECT count(*) FROM dead_letters d WHERE d.record_id IS NULL OR NOT EXISTS "
+            "(SELECT 1 FROM records r WHERE r.record_id = d.record_id)",
+            (),
+        )
+        ((trimmed,),) = self._query("SELECT count(*) FROM trimmed", ())
+        return {"dead_lettered": int(dead), "trimmed": int(trimmed)}
 
     def get(self, record_id: str) -> Record | None:
         """The record with ``record_id``, or None."""
@@ -203,6 +266,53 @@ class SqliteSink:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _sink_error(message: str, error: sqlite3.Error) -> SinkError:
+    # Locks, I/O and a full disk pass; constraint and data errors are the batch's fault.
+    transient = isinstance(error, sqlite3.OperationalError)
+    return SinkError(message, transient=transient)
+
+
+def _write_accounting(conn: sqlite3.Connection, accounting: Accounting) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO dead_letters (stream, entry_id, record_id, producer_id, seq, "
+        "error, deliveries, dead_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                d.stream,
+                d.entry_id,
+                d.record_id,
+                d.producer_id,
+                d.seq,
+                d.error,
+                d.deliveries,
+                d.dead_at_ns,
+            )
+            for d in accounting.dead
+        ],
+    )
+    for report in accounting.reports:
+        conn.execute(
+            "INSERT INTO producer_progress (producer_id, next_seq, final, reported_at_ns) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (producer_id) DO UPDATE SET "
+            "next_seq = max(next_seq, excluded.next_seq), final = max(final, excluded.final), "
+            "reported_at_ns = max(reported_at_ns, excluded.reported_at_ns)",
+            (report.producer_id, report.next_seq, int(report.final), report.at_ns),
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO producer_drops (producer_id, reason, first_seq, last_seq) "
+            "VALUES (?, ?, ?, ?)",
+            [
+                (report.producer_id, reason, lo, hi)
+                for reason, ranges in report.dropped.items()
+                for lo, hi in ranges
+            ],
+        )
+    conn.executemany(
+        "INSERT OR IGNORE INTO trimmed (stream, entry_id) VALUES (?, ?)",
+        [(accounting.stream, entry_id) for entry_id in accounting.trimmed],
+    )
 
 
 def _to_record(row: tuple[bytes, bytes, bytes]) -> Record:

@@ -2,17 +2,23 @@
 
 The loop, per batch::
 
-    XREADGROUP (own pending entries first, then ">" with COUNT/BLOCK)
-      → decode and validate each entry
-      → sink.write(batch)          one transaction, idempotent on record_id
-      → XADD dead letters          entries that cannot be decoded
-      → XACK everything handled    only after the commit
+    XREADGROUP  own pending entries first (after a restart), then ">" with COUNT/BLOCK
+    XAUTOCLAIM  every claim interval: entries idle past claim_idle in dead consumers
+      → decode and validate each entry (producer reports are accounted, not stored)
+      → sink.write(records)          one transaction, idempotent on record_id
+      → sink.write_accounting(...)   dead letters, reports, trimmed ids
+      → XADD dead letters            to the dead-letter stream, for inspection/requeue
+      → XACK everything handled      only after the commits
 
 A crash anywhere before XACK leaves the entries pending; the restarted worker
-(same consumer name) reads its pending list before anything new. A sink or
-Redis failure backs off and re-reads the pending list, acknowledging nothing
-early. SIGTERM/SIGINT stop the reading; the batch in hand is committed and
-acknowledged, and ``run`` returns.
+(same consumer name) reads its pending list before anything new, and other
+workers reclaim the entries of one that never comes back. An entry delivered
+more than ``max_deliveries`` times, an undecodable one, or a record the sink
+refuses as data goes to the dead-letter stream. A *transient* sink failure
+(database down or locked) keeps the batch in hand and retries the commit with
+backoff, acknowledging nothing; Redis failures back off and re-read the
+pending list. SIGTERM/SIGINT stop the reading; the batch in hand is committed
+and acknowledged, and ``run`` returns.
 """
 
 import logging
@@ -24,8 +30,10 @@ from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any, cast
 
+import orjson
 import redis
 
+from rawtap.consumer._accounting import Accounting, DeadLetter
 from rawtap.consumer._redis import connect, describe, ensure_group
 from rawtap.consumer._sink import Sink, SinkError, open_sink
 from rawtap.shared import (
@@ -34,6 +42,8 @@ from rawtap.shared import (
     StreamNames,
     WorkerSettings,
     decode_entry,
+    decode_report,
+    is_report,
     load_settings,
 )
 
@@ -42,7 +52,11 @@ logger = logging.getLogger(__name__)
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
 
-Entry = tuple[bytes, dict[bytes, bytes]]
+Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+
+class _Stopped(Exception):
+    """Raised inside a commit retry when a stop was requested and the sink is still down."""
 
 
 @dataclass(slots=True)
@@ -53,12 +67,15 @@ class WorkerStats:
     read: int = 0
     stored: int = 0
     duplicates: int = 0
+    reports: int = 0
     dead_lettered: int = 0
     trimmed_lost: int = 0
+    claimed: int = 0
     acked: int = 0
     sink_errors: int = 0
     redis_errors: int = 0
     groups_created: int = 0
+    consumers_removed: int = 0
 
     def summary(self) -> str:
         """One dense line of counters for logs."""
@@ -94,6 +111,8 @@ class Worker:
         self._stopping = threading.Event()
         self.stats = WorkerStats()
         self._idle = threading.Event()
+        self._claim_every_s = min(30.0, max(0.05, self.settings.claim_idle_ms / 2000))
+        self._claim_at = 0.0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -159,39 +178,37 @@ class Worker:
                 if not group_ready:
                     if ensure_group(client, self.stream, settings.group):
                         self.stats.groups_created += 1
-                        logger.info("created consumer group %s on %s", settings.group, self.stream)
+                        # After the first start, a missing group means Redis lost it.
+                        log = logger.warning if self.stats.groups_created > 1 else logger.info
+                        log("created consumer group %s on %s", settings.group, self.stream)
                     group_ready = True
+                if time.monotonic() >= self._claim_at:
+                    self._claim(client, sink)
                 if cursor is not None:
                     entries = self._read(client, cursor, block=None)
                     if not entries:
                         cursor = None
                         continue
                     cursor = entries[-1][0]
+                    self._handle(client, sink, entries, recovered=True)
                 else:
                     entries = self._read(client, b">", block=settings.block_ms)
                     if not entries:
                         self._idle.set()
                         continue
-                self._idle.clear()
-                self._handle(client, sink, entries)
+                    self._idle.clear()
+                    self._handle(client, sink, entries, recovered=False)
                 delay = _BACKOFF_FIRST_S
+            except _Stopped:
+                return
             except redis.ResponseError as e:
                 if "NOGROUP" not in str(e):
                     self._fail("redis_errors", describe(e, settings.redis_url), delay)
-                else:
-                    logger.warning(
-                        "consumer group %s on %s is gone; recreating it",
-                        settings.group,
-                        self.stream,
-                    )
+                    delay = min(delay * 2, _BACKOFF_MAX_S)
                 group_ready = False
                 cursor = b"0"
             except redis.RedisError as e:
                 self._fail("redis_errors", describe(e, settings.redis_url), delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-                cursor = b"0"
-            except SinkError as e:
-                self._fail("sink_errors", f"sink write failed, nothing acknowledged: {e}", delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 cursor = b"0"
 
@@ -215,52 +232,209 @@ class Worker:
             return cast(list[Entry], list(next(iter(reply.values()))[0]))
         return cast(list[Entry], list(reply[0][1]))
 
-    def _handle(self, client: "redis.Redis", sink: Sink, entries: Sequence[Entry]) -> None:
+    # -- reclaiming from dead consumers -------------------------------------------
+
+    def _claim(self, client: "redis.Redis", sink: Sink) -> None:
+        """Take over entries idle past ``claim_idle`` (XAUTOCLAIM, following its cursor)."""
+        self._claim_at = time.monotonic() + self._claim_every_s
+        start = b"0-0"
+        while not self._stopping.is_set():
+            reply = client.xautoclaim(
+                self.stream,
+                self.settings.group,
+                self.settings.consumer,
+                min_idle_time=self.settings.claim_idle_ms,
+                start_id=start,
+                count=self.settings.batch_size,
+            )
+            start, entries = reply[0], list(reply[1])
+            # Redis 7 lists pending ids whose entries were trimmed (and drops them from
+            # the pending list); Redis 6.2 returns them with no fields instead.
+            deleted = list(reply[2]) if len(reply) > 2 else []
+            if deleted:
+                self._account_trimmed(
+                    sink, [d if isinstance(d, bytes) else bytes(d) for d in deleted]
+                )
+            if entries:
+                self.stats.claimed += len(entries)
+                logger.info(
+                    "reclaimed %d entries idle for %d ms from other consumers",
+                    len(entries),
+                    self.settings.claim_idle_ms,
+                )
+                self._handle(client, sink, entries, recovered=True)
+            if start in (b"0-0", "0-0"):
+                break
+        self._remove_dead_consumers(client)
+
+    def _remove_dead_consumers(self, client: "redis.Redis") -> None:
+        """Delete consumers with nothing pending that have been silent for a long time.
+
+        Only after their pending entries were reclaimed: deleting a consumer
+        with pending entries would lose them (``XGROUP DELCONSUMER``).
+        """
+        expiry = self.settings.consumer_expiry_ms
+        for info in client.xinfo_consumers(self.stream, self.settings.group):
+            name = info["name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if name == self.settings.consumer or int(info["pending"]) or int(info["idle"]) < expiry:
+                continue
+            client.xgroup_delconsumer(self.stream, self.settings.group, name)
+            self.stats.consumers_removed += 1
+            logger.info("removed consumer %s: idle %d ms with nothing pending", name, info["idle"])
+
+    # -- one batch -----------------------------------------------------------------
+
+    def _deliveries(self, client: "redis.Redis", entries: Sequence[Entry]) -> dict[bytes, int]:
+        rows = client.xpending_range(
+            self.stream,
+            self.settings.group,
+            min=entries[0][0],
+            max=entries[-1][0],
+            count=len(entries) * 2,
+            consumername=self.settings.consumer,
+        )
+        return {cast(bytes, row["message_id"]): int(row["times_delivered"]) for row in rows}
+
+    def _handle(
+        self, client: "redis.Redis", sink: Sink, entries: Sequence[Entry], *, recovered: bool
+    ) -> None:
         self.stats.batches += 1
         self.stats.read += len(entries)
-        records: list[Record] = []
-        dead: list[tuple[bytes, dict[bytes, bytes], str]] = []
-        trimmed = 0
+        deliveries = self._deliveries(client, entries) if recovered else {}
+        accounting = Accounting(stream=self.stream)
+        records: list[tuple[bytes, Record]] = []
+        letters: list[tuple[bytes, dict[bytes, bytes], DeadLetter]] = []
+        now = time.time_ns()
         for entry_id, fields in entries:
             if not fields:
                 # A pending id whose entry MAXLEN trimmed away: the data is gone.
-                trimmed += 1
+                accounting.trimmed.append(entry_id.decode())
+                continue
+            delivered = deliveries.get(entry_id, 1)
+            if delivered > self.settings.max_deliveries:
+                error = f"delivered {delivered} times without being committed"
+                letters.append(
+                    (entry_id, fields, self._letter(entry_id, fields, error, delivered, now))
+                )
                 continue
             try:
-                records.append(decode_entry(fields))
+                if is_report(fields):
+                    accounting.reports.append(decode_report(fields))
+                else:
+                    records.append((entry_id, decode_entry(fields)))
             except CodecError as e:
-                dead.append((entry_id, fields, str(e)))
-        if records:
-            stored = sink.write(records, time.time_ns())
-            self.stats.stored += stored
-            self.stats.duplicates += len(records) - stored
-        pipe = client.pipeline(transaction=False)
-        for entry_id, fields, error in dead:
-            logger.warning(
-                "entry %s is not a valid record (%s); dead-lettered", entry_id.decode(), error
+                letters.append(
+                    (entry_id, fields, self._letter(entry_id, fields, str(e), delivered, now))
+                )
+        refused = self._commit(sink, [r for _, r in records])
+        by_record = {id(rec): (entry_id, rec) for entry_id, rec in records}
+        for rec, error in refused:
+            entry_id, _ = by_record[id(rec)]
+            fields = next(f for i, f in entries if i == entry_id)
+            assert fields is not None
+            letters.append(
+                (
+                    entry_id,
+                    fields,
+                    self._letter(entry_id, fields, error, deliveries.get(entry_id, 1), now),
+                )
             )
+        accounting.dead.extend(letter for _, _, letter in letters)
+        if accounting:
+            self._retry_sink(lambda: sink.write_accounting(accounting))
+        pipe = client.pipeline(transaction=False)
+        for entry_id, fields, letter in letters:
+            logger.warning("entry %s dead-lettered: %s", entry_id.decode(), letter.error)
             pipe.xadd(
                 self.dead_letter_stream,
-                self._dead_letter(entry_id, fields, error),  # type: ignore[arg-type]
+                self._dead_letter_entry(entry_id, fields, letter),  # type: ignore[arg-type]
                 maxlen=self.settings.dead_letter_maxlen,
                 approximate=True,
             )
         pipe.xack(self.stream, self.settings.group, *[entry_id for entry_id, _ in entries])
         pipe.execute()
-        self.stats.dead_lettered += len(dead)
-        self.stats.trimmed_lost += trimmed
+        self.stats.reports += len(accounting.reports)
+        self.stats.dead_lettered += len(letters)
+        self.stats.trimmed_lost += len(accounting.trimmed)
         self.stats.acked += len(entries)
 
-    def _dead_letter(
-        self, entry_id: bytes, fields: dict[bytes, bytes], error: str
+    def _account_trimmed(self, sink: Sink, entry_ids: list[bytes]) -> None:
+        accounting = Accounting(stream=self.stream, trimmed=[e.decode() for e in entry_ids])
+        self._retry_sink(lambda: sink.write_accounting(accounting))
+        self.stats.trimmed_lost += len(entry_ids)
+
+    def _commit(self, sink: Sink, records: list[Record]) -> list[tuple[Record, str]]:
+        """Commit ``records``; return those the sink refuses as data, with the reason."""
+        if not records:
+            return []
+        try:
+            stored = self._retry_sink(lambda: sink.write(records, time.time_ns()))
+        except SinkError as e:
+            if len(records) == 1:
+                return [(records[0], f"refused by the sink: {e}")]
+            # Split to find the records the sink refuses; commit the rest.
+            half = len(records) // 2
+            return self._commit(sink, records[:half]) + self._commit(sink, records[half:])
+        self.stats.stored += stored
+        self.stats.duplicates += len(records) - stored
+        return []
+
+    def _retry_sink(self, write: "Any") -> Any:
+        """Run a sink write, retrying transient failures with backoff; raise data errors."""
+        delay = _BACKOFF_FIRST_S
+        while True:
+            try:
+                return write()
+            except SinkError as e:
+                if not e.transient:
+                    raise
+                self.stats.sink_errors += 1
+                if self._stopping.is_set():
+                    logger.warning("sink still failing at stop; leaving the batch pending: %s", e)
+                    raise _Stopped from e
+                logger.warning(
+                    "sink write failed, nothing acknowledged: %s; retrying in %.1fs", e, delay
+                )
+                self._stopping.wait(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    def _letter(
+        self, entry_id: bytes, fields: dict[bytes, bytes], error: str, deliveries: int, now: int
+    ) -> DeadLetter:
+        record_id = fields.get(b"rid")
+        producer_id: str | None = None
+        seq: int | None = None
+        try:  # best effort: name the producer and seq so reconciliation can account for it
+            envelope = orjson.loads(fields.get(b"env", b""))
+            if isinstance(envelope, dict):
+                pid, s = envelope.get("producer_id"), envelope.get("seq")
+                producer_id = pid if isinstance(pid, str) else None
+                seq = s if isinstance(s, int) else None
+        except orjson.JSONDecodeError:
+            pass
+        return DeadLetter(
+            stream=self.stream,
+            entry_id=entry_id.decode(),
+            error=error,
+            deliveries=deliveries,
+            dead_at_ns=now,
+            record_id=record_id.decode("utf-8", "replace") if record_id else None,
+            producer_id=producer_id,
+            seq=seq,
+        )
+
+    def _dead_letter_entry(
+        self, entry_id: bytes, fields: dict[bytes, bytes], letter: DeadLetter
     ) -> dict[bytes, bytes]:
-        letter = {
+        entry = {
             b"origin_stream": self.stream.encode(),
             b"origin_id": entry_id,
             b"group": self.settings.group.encode(),
             b"consumer": self.settings.consumer.encode(),
-            b"error": error.encode(),
-            b"dead_at_ms": str(time.time_ns() // 1_000_000).encode(),
+            b"error": letter.error.encode(),
+            b"deliveries": str(letter.deliveries).encode(),
+            b"dead_at_ms": str(letter.dead_at_ns // 1_000_000).encode(),
         }
-        letter.update({b"f:" + name: value for name, value in fields.items()})
-        return letter
+        entry.update({b"f:" + name: value for name, value in fields.items()})
+        return entry

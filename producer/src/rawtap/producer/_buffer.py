@@ -76,6 +76,11 @@ class RecordBuffer:
         self.refused = 0
 
     @property
+    def next_seq(self) -> int:
+        """The seq the next accepted record gets (= records accepted so far)."""
+        return self._next_seq
+
+    @property
     def nbytes(self) -> int:
         """Bytes held: queued plus taken but not yet released."""
         return self._bytes

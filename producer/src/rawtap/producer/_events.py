@@ -50,7 +50,8 @@ class RecorderStats:
     """A snapshot of a Recorder's counters.
 
     ``accepted`` counts records taken by ``record()``; each of them is later
-    either ``sent``, still buffered, or in ``dropped`` under a reason. Calls
+    either ``sent``, ``spilled`` to the journal (and later ``replayed``), still
+    buffered, or in ``dropped`` under a reason. Calls
     refused at the door (disabled, provider not allowed) are not accepted and
     are counted in ``skipped``; calls refused because the buffer was full are
     counted in ``dropped["buffer_full"]`` and were never accepted either.
@@ -63,6 +64,15 @@ class RecorderStats:
     skipped: int = 0
     buffered_records: int = 0
     buffered_bytes: int = 0
+    spilled: int = 0
+    """Records written to the spill journal (Redis down or consumers lagging)."""
+    replayed: int = 0
+    """Records replayed from the journal into Redis (this producer's or an earlier run's)."""
+    journal_bytes: int = 0
+    backpressured: bool = False
+    """True while consumers lag towards ``maxlen`` and batches go to the journal."""
+    last_send_seconds: float = 0.0
+    """Duration of the last pipelined round trip to Redis."""
     send_failures: int = 0
     serialize_fallbacks: int = 0
     truncated: int = 0

@@ -13,19 +13,28 @@ import asyncio
 import atexit
 import logging
 import os
+import signal
 import threading
 import time
 import weakref
 from collections.abc import Mapping
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Self, Unpack
 
 from rawtap.producer._buffer import RecordBuffer
 from rawtap.producer._details import RecordDetails
 from rawtap.producer._events import Callback, Event, Failed, RecorderStats
+from rawtap.producer._journal import SpillJournal
 from rawtap.producer._log import LogOnce
-from rawtap.producer._writer import StreamWriter
-from rawtap.shared import ProducerSettings, load_settings, new_producer_id
+from rawtap.producer._writer import StreamWriter, journal_dir
+from rawtap.shared import (
+    ProducerSettings,
+    SeqRange,
+    add_to_ranges,
+    load_settings,
+    new_producer_id,
+    range_count,
+)
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
@@ -85,12 +94,27 @@ class Recorder:
         self._closed = False
         self._counters_lock = threading.Lock()
         self._counters: dict[str, int] = {}
-        self._dropped: dict[str, int] = {}
         self._skipped = 0
         self._sent_count = 0
         self._subscribers: list[Callback] = []
         self._has_subscribers = False
         self._atexit_registered = False
+        self._drops: dict[str, list[SeqRange]] = {}
+        self._foreign_drops: dict[str, list[SeqRange]] = {}
+        self._spilled_count = 0
+        self._replayed_count = 0
+        self._latency_s = 0.0
+        directory = journal_dir(self.settings)
+        self._journal = (
+            None
+            if directory is None
+            else SpillJournal(
+                directory,
+                self.producer_id,
+                int(self.settings.spill_max_mb * 1024 * 1024),
+                fsync=self.settings.spill_fsync,
+            )
+        )
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
 
@@ -174,10 +198,11 @@ class Recorder:
     def stats(self) -> RecorderStats:
         """The recorder's counters, as a snapshot."""
         with self._counters_lock:
-            dropped = dict(self._dropped)
+            dropped = {reason: range_count(r) for reason, r in self._drops.items()}
             counters = dict(self._counters)
         if self._buffer.refused:
             dropped["buffer_full"] = self._buffer.refused
+        writer = self._writer
         return RecorderStats(
             producer_id=self.producer_id,
             accepted=self._buffer.accepted,
@@ -186,6 +211,11 @@ class Recorder:
             skipped=self._skipped,
             buffered_records=len(self._buffer),
             buffered_bytes=self._buffer.nbytes,
+            spilled=self._spilled_count,
+            replayed=self._replayed_count,
+            journal_bytes=0 if self._journal is None else self._journal.total_bytes(),
+            backpressured=writer is not None and writer.backpressured,
+            last_send_seconds=self._latency_s,
             send_failures=counters.get("send_failures", 0),
             serialize_fallbacks=counters.get("serialize_fallbacks", 0),
             truncated=counters.get("truncated", 0),
@@ -257,12 +287,14 @@ class Recorder:
             if self._closed:
                 return None
             if self._writer is None:
-                writer = StreamWriter(self, self._buffer, self.settings)
+                writer = StreamWriter(self, self._buffer, self.settings, self._journal)
                 writer.start()
                 self._writer = writer
                 if not self._atexit_registered:
                     atexit.register(self._close_at_exit)
                     self._atexit_registered = True
+                if self.settings.handle_sigterm:
+                    _install_sigterm_flush(self)
             return self._writer
 
     def _close_at_exit(self) -> None:
@@ -272,13 +304,40 @@ class Recorder:
         with self._counters_lock:
             self._counters[name] = self._counters.get(name, 0) + n
 
-    def _drop(self, reason: str, n: int, error: str | None = None) -> None:
+    def _drop_seqs(self, reason: str, seqs: list[int], error: str | None = None) -> None:
+        """Accepted records that will never be sent: count them, by seq range, for the report."""
         with self._counters_lock:
-            self._dropped[reason] = self._dropped.get(reason, 0) + n
-        self._emit(Failed(reason, n, error))
+            ranges = self._drops.setdefault(reason, [])
+            for seq in seqs:
+                add_to_ranges(ranges, seq, seq)
+        self._emit(Failed(reason, len(seqs), error))
 
-    def _sent(self, n: int, _seconds: float) -> None:
-        self._sent_count += n  # only the writer thread writes it
+    def _drop_ranges(self) -> dict[str, list[SeqRange]]:
+        with self._counters_lock:
+            return {reason: list(r) for reason, r in self._drops.items()}
+
+    def _dropped_total(self) -> int:
+        with self._counters_lock:
+            return sum(range_count(r) for r in self._drops.values())
+
+    def _report_foreign_drop(self, producer_id: str, seqs: list[int]) -> None:
+        ranges = self._foreign_drops.setdefault(producer_id, [])
+        for seq in seqs:
+            add_to_ranges(ranges, seq, seq)
+        self._emit(Failed("journal_overflow", len(seqs), f"records of producer {producer_id}"))
+
+    # Only the writer thread calls these.
+    def _sent(self, n: int) -> None:
+        self._sent_count += n
+
+    def _spilled(self, n: int) -> None:
+        self._spilled_count += n
+
+    def _replayed(self, n: int) -> None:
+        self._replayed_count += n
+
+    def _record_latency(self, seconds: float) -> None:
+        self._latency_s = seconds
 
     def _emit(self, event: Event) -> None:
         for callback in list(self._subscribers):
@@ -297,10 +356,37 @@ class Recorder:
         self._start_lock = threading.Lock()
         self._counters_lock = threading.Lock()
         self._counters = {}
-        self._dropped = {}
+        self._drops = {}
+        self._foreign_drops = {}
         self._skipped = 0
         self._sent_count = 0
+        self._spilled_count = 0
+        self._replayed_count = 0
         self._atexit_registered = False
+        if self._journal is not None:
+            self._journal.forget_after_fork(self.producer_id)
+
+
+def _install_sigterm_flush(recorder: Recorder) -> None:
+    """On SIGTERM, flush (within the close bound) then die as SIGTERM would have.
+
+    Only when the host left SIGTERM at its default action and we are on the
+    main thread: a host that handles SIGTERM itself exits through atexit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    ref = weakref.ref(recorder)
+
+    def on_sigterm(signum: int, _frame: FrameType | None) -> None:
+        current = ref()
+        if current is not None:
+            current.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _after_fork_in_child(ref: "weakref.ReferenceType[Recorder]") -> None:

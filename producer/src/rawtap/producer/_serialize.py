@@ -32,11 +32,18 @@ def _envelope_default(value: object) -> object:
 class SerializedRecord:
     """A record ready to send: its id, its stream entry, and what happened on the way."""
 
-    __slots__ = ("entry", "fallback", "record_id", "truncated")
+    __slots__ = ("entry", "fallback", "record_id", "seq", "truncated")
 
     def __init__(
-        self, record_id: str, entry: dict[bytes, bytes], *, fallback: bool, truncated: bool
+        self,
+        seq: int,
+        record_id: str,
+        entry: dict[bytes, bytes],
+        *,
+        fallback: bool,
+        truncated: bool,
     ) -> None:
+        self.seq = seq
         self.record_id = record_id
         self.entry = entry
         self.fallback = fallback
@@ -194,6 +201,7 @@ def serialize(
     }
     packed = orjson.dumps(envelope, default=_envelope_default, option=_ENVELOPE_OPTIONS)
     return SerializedRecord(
+        seq,
         record_id,
         entry_from_parts(record_id, packed, request_body, body),
         fallback=form == BodyForm.REPR.value,

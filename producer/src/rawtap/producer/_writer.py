@@ -3,22 +3,34 @@
 One daemon thread per Recorder (per process). It sleeps on an event when the
 buffer is empty, drains it in batches, serializes each record (the expensive
 part, kept off the caller's thread) and sends the batch in one pipelined round
-trip. A failed round trip is retried with capped exponential backoff; the
-batch's bytes stay counted against the buffer's bound until Redis has them, so
-an outage fills the bound and ``record()`` starts refusing (and counting)
-instead of growing memory. Retrying a batch may write an entry twice; the
-record id makes the sink idempotent.
+trip. Where a batch goes:
+
+* **Redis**, normally;
+* the **spill journal** on local disk when Redis fails (the outage lasts until
+  a PING succeeds, probed with capped exponential backoff) or when the
+  slowest consumer group's backlog nears ``maxlen`` (sending would let MAXLEN
+  trim undelivered entries). The journal is replayed, oldest segment first,
+  once Redis answers and the backlog is back under the low watermark;
+* **dropped and counted** (by ``seq`` range and reason, reported to the
+  workers) when the journal is full (``overflow`` policy) or the disk fails.
+
+Without a journal (``spill_dir=""``) a failed batch is retried in memory; its
+bytes stay counted against the buffer's bound, so ``record()`` starts refusing
+(and counting) instead of growing memory.
 
 redis-py is configured with explicit timeouts and *no* automatic retry: its
 default (10 retries) can silently write one ``XADD`` twice and stall a thread
-for a minute.
+for a minute. Our own retries may also write an entry twice; the record id
+makes the sink idempotent.
 """
 
+import hashlib
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
@@ -27,9 +39,17 @@ from redis.retry import Retry
 
 from rawtap.producer._buffer import Item, RecordBuffer
 from rawtap.producer._events import Failed, MemoryWarning, Recorded
+from rawtap.producer._journal import (
+    Entry,
+    JournalFull,
+    Segment,
+    SpillJournal,
+    encode_frame,
+    read_frames,
+)
 from rawtap.producer._log import LogOnce
 from rawtap.producer._serialize import SerializedRecord, serialize
-from rawtap.shared import ProducerSettings, StreamNames
+from rawtap.shared import ProducerReport, ProducerSettings, StreamNames, encode_report
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder
@@ -40,6 +60,7 @@ _log_once = LogOnce(logger)
 _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 2.0
 _IDLE_WAIT_S = 1.0
+_REPLAY_WAIT_S = 0.05
 
 
 def connect(settings: ProducerSettings) -> "redis.Redis":
@@ -54,6 +75,14 @@ def connect(settings: ProducerSettings) -> "redis.Redis":
     )
 
 
+def journal_dir(settings: ProducerSettings) -> Path | None:
+    """The spill directory for this Redis and stream prefix, or None when spilling is off."""
+    if not settings.spill_dir:
+        return None
+    target = hashlib.sha256(settings.redis_url.encode()).hexdigest()[:10]
+    return Path(settings.spill_dir) / f"{settings.stream_prefix}-{target}"
+
+
 class StreamWriter:
     """Drains one Recorder's buffer into its Redis stream on a daemon thread."""
 
@@ -62,19 +91,31 @@ class StreamWriter:
         recorder: "Recorder",
         buffer: RecordBuffer,
         settings: ProducerSettings,
+        journal: SpillJournal | None,
         client_factory: Callable[[ProducerSettings], "redis.Redis"] = connect,
     ) -> None:
         self._recorder = recorder
         self._buffer = buffer
         self._settings = settings
+        self._journal = journal
         self._client_factory = client_factory
         self._client: redis.Redis | None = None
-        self._stream = StreamNames(settings.stream_prefix).shard(0)
+        self.stream = StreamNames(settings.stream_prefix).shard(0)
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._deadline = float("inf")
         self._warned = False
         self._unsent = 0
+        # Outage: Redis failed; batches spill until a probe succeeds.
+        self._outage = False
+        self._probe_at = 0.0
+        self._backoff = _BACKOFF_FIRST_S
+        # Backpressure: consumers lag towards maxlen; batches spill until they catch up.
+        self.backpressured = False
+        self._check_at = 0.0
+        self._report_at = time.monotonic() + settings.report_interval_s
+        self._reported: tuple[int, int] = (0, 0)
+        self._replaying: tuple[Segment, Iterator[tuple[int, Entry]]] | None = None
         self._thread = threading.Thread(target=self._run, name="rawtap-writer", daemon=True)
 
     def start(self) -> None:
@@ -82,10 +123,10 @@ class StreamWriter:
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:
-        """Send what is buffered for at most ``timeout`` seconds, then stop.
+        """Send (or spill) what is buffered for at most ``timeout`` seconds, then stop.
 
-        Returns True when everything was sent; what could not be is dropped
-        and counted under ``unsent_at_close``.
+        Returns True when nothing accepted was lost; what could be neither sent
+        nor spilled is dropped and counted under ``unsent_at_close``.
         """
         self._deadline = time.monotonic() + timeout
         self._stop.set()
@@ -93,26 +134,43 @@ class StreamWriter:
         self._thread.join(timeout + 1.0)
         return not self._thread.is_alive() and self._unsent == 0
 
+    @property
+    def healthy(self) -> bool:
+        """True when batches go straight to Redis."""
+        return not self._outage and not self.backpressured
+
     # -- the thread -------------------------------------------------------
 
     def _run(self) -> None:
         try:
             while True:
+                now = time.monotonic()
+                self._maybe_probe(now)
+                self._maybe_check_backlog(now)
                 batch = self._buffer.take(self._settings.send_batch_size)
                 if batch:
                     self._handle(batch)
                     self._check_memory()
                     continue
                 if self._stop.is_set():
-                    return
+                    break
+                if now >= self._report_at:
+                    self._report()
+                if self._journal is not None and self.healthy and self._replay_step():
+                    continue
                 self.wake.clear()
                 if len(self._buffer) == 0:
-                    self.wake.wait(_IDLE_WAIT_S)
+                    replay_waits = self._journal is not None and not self._journal.is_empty()
+                    self.wake.wait(_REPLAY_WAIT_S if replay_waits else _IDLE_WAIT_S)
+            self._report(final=True)
         except Exception:  # pragma: no cover - a bug; keep the host alive and say so once
             logger.exception("rawtap writer thread stopped by an unexpected error")
             self._recorder._count("internal_errors")
         finally:
             self._drop_rest()
+            self._stop_replay(delete=False)
+            if self._journal is not None:
+                self._journal.close()
             if self._client is not None:
                 self._client.close()
 
@@ -130,26 +188,129 @@ class StreamWriter:
                     )
                 )
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the others
-                self._recorder._drop("serialize_error", 1, repr(e))
+                self._recorder._drop_seqs("serialize_error", [item[0]], repr(e))
         for rec in records:
             if rec.fallback:
                 self._recorder._count("serialize_fallbacks")
             if rec.truncated:
                 self._recorder._count("truncated")
-        if records and not self._send(records):
-            self._unsent += len(records)
-            self._recorder._drop("unsent_at_close", len(records), "Redis unreachable at close")
+        if records:
+            self._deliver(records)
         self._buffer.release(nbytes)
 
-    def _send(self, records: list[SerializedRecord]) -> bool:
-        """Send until it works, or until the close deadline passes."""
+    def _deliver(self, records: list[SerializedRecord]) -> None:
+        if self._journal is None:
+            if not self._send_until_done(records):
+                self._unsent += len(records)
+                self._recorder._drop_seqs(
+                    "unsent_at_close", [r.seq for r in records], "Redis unreachable at close"
+                )
+            return
+        if self.healthy:
+            try:
+                self._xadd([r.entry for r in records])
+            except redis.RedisError as e:
+                self._enter_outage(e, len(records))
+            else:
+                self._sent(records)
+                return
+        self._spill(records)
+
+    # -- Redis --------------------------------------------------------------
+
+    def _xadd(self, entries: list[Entry]) -> None:
+        if self._client is None:
+            self._client = self._client_factory(self._settings)
+        pipe = self._client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.xadd(self.stream, entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        pipe.execute()
+        self._recorder._record_latency(time.perf_counter() - started)
+
+    def _sent(self, records: list[SerializedRecord]) -> None:
+        self._recorder._sent(len(records))
+        if self._recorder._has_subscribers:
+            self._recorder._emit(Recorded(tuple(r.record_id for r in records), self.stream))
+
+    def _enter_outage(self, error: redis.RedisError, count: int) -> None:
+        self._client = None  # reconnect from scratch on the next attempt
+        self._recorder._count("send_failures")
+        self._recorder._emit(Failed("send_failed", count, str(error)))
+        _log_once.warning(
+            "send", "rawtap: cannot write to Redis (%s); spilling to the journal", error
+        )
+        if not self._outage:
+            self._outage = True
+            self._backoff = _BACKOFF_FIRST_S
+        self._probe_at = time.monotonic() + self._backoff * random.uniform(0.5, 1.0)
+        self._backoff = min(self._backoff * 2, _BACKOFF_MAX_S)
+
+    def _maybe_probe(self, now: float) -> None:
+        if not self._outage or now < self._probe_at:
+            return
+        try:
+            if self._client is None:
+                self._client = self._client_factory(self._settings)
+            self._client.ping()
+        except redis.RedisError as e:
+            self._enter_outage(e, 0)
+            return
+        self._outage = False
+        self._check_at = 0.0  # read the backlog before sending again
+        logger.info("rawtap: Redis is reachable again; sending and replaying the journal")
+
+    def _maybe_check_backlog(self, now: float) -> None:
+        if (
+            not self._settings.backpressure
+            or self._journal is None
+            or self._outage
+            or now < self._check_at
+        ):
+            return
+        self._check_at = now + self._settings.backlog_check_s
+        try:
+            backlog = self._backlog()
+        except redis.RedisError as e:
+            self._enter_outage(e, 0)
+            return
+        cap = self._settings.maxlen
+        if not self.backpressured and backlog >= cap * self._settings.backlog_high_ratio:
+            self.backpressured = True
+            self._recorder._count("backpressure_episodes")
+            _log_once.warning(
+                "backpressure",
+                "rawtap: consumers lag (%d undelivered, cap %d); spilling to the journal",
+                backlog,
+                cap,
+            )
+        elif self.backpressured and backlog <= cap * self._settings.backlog_low_ratio:
+            self.backpressured = False
+
+    def _backlog(self) -> int:
+        """Entries the slowest group has not read yet (stream length where lag is unknown)."""
+        if self._client is None:
+            self._client = self._client_factory(self._settings)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.xlen(self.stream)
+        pipe.exists(self.stream)
+        length, exists = pipe.execute()
+        if not exists:
+            return 0
+        groups = self._client.xinfo_groups(self.stream)
+        if not groups:
+            return int(length)  # no worker yet: everything is undelivered
+        # Redis < 7 has no lag; a lag of None means Redis could not compute it.
+        return max(int(length) if g.get("lag") is None else int(g["lag"]) for g in groups)
+
+    def _send_until_done(self, records: list[SerializedRecord]) -> bool:
+        """No journal: retry in memory until it works or the close deadline passes."""
         delay = _BACKOFF_FIRST_S
         while True:
-            started = time.perf_counter()
             try:
-                self._xadd_all(records)
+                self._xadd([r.entry for r in records])
             except redis.RedisError as e:
-                self._client = None  # reconnect from scratch on the next attempt
+                self._client = None
                 self._recorder._count("send_failures")
                 self._recorder._emit(Failed("send_failed", len(records), str(e)))
                 _log_once.warning(
@@ -157,11 +318,7 @@ class StreamWriter:
                 )
                 self._check_memory()  # the buffer fills while we wait: say so now
             else:
-                self._recorder._sent(len(records), time.perf_counter() - started)
-                if self._recorder._has_subscribers:
-                    self._recorder._emit(
-                        Recorded(tuple(r.record_id for r in records), self._stream)
-                    )
+                self._sent(records)
                 return True
             if self._stop.is_set():
                 left = self._deadline - time.monotonic()
@@ -173,13 +330,124 @@ class StreamWriter:
                 self._stop.wait(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, _BACKOFF_MAX_S)
 
-    def _xadd_all(self, records: list[SerializedRecord]) -> None:
-        if self._client is None:
-            self._client = self._client_factory(self._settings)
-        pipe = self._client.pipeline(transaction=False)
-        for rec in records:
-            pipe.xadd(self._stream, rec.entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
-        pipe.execute()
+    # -- the journal --------------------------------------------------------------
+
+    def _spill(self, records: list[SerializedRecord]) -> None:
+        assert self._journal is not None
+        frames = [encode_frame(r.seq, r.entry) for r in records]
+        seqs = [r.seq for r in records]
+        while True:
+            try:
+                self._journal.append(frames)
+            except JournalFull:
+                if self._settings.overflow == "drop_oldest" and self._drop_oldest_segment():
+                    continue
+                self._recorder._drop_seqs("journal_full", seqs, "spill journal full")
+                return
+            except OSError as e:
+                _log_once.warning("spill", "rawtap: cannot write the spill journal (%s)", e)
+                self._recorder._drop_seqs("spill_failed", seqs, str(e))
+                return
+            self._recorder._spilled(len(records))
+            return
+
+    def _drop_oldest_segment(self) -> bool:
+        assert self._journal is not None
+        self._stop_replay(delete=False)
+        segment = self._journal.claim_oldest(include_active=True)
+        if segment is None:
+            return False
+        seqs = [seq for seq, _ in read_frames(segment.path) if seq >= 0]
+        self._journal.finished(segment, delete=True)
+        if segment.producer_id == self._recorder.producer_id:
+            self._recorder._drop_seqs("journal_overflow", seqs, "oldest journal segment dropped")
+        elif seqs:
+            # Another (maybe dead) producer's records: report the loss on its behalf.
+            self._recorder._report_foreign_drop(segment.producer_id, seqs)
+        return True
+
+    def _replay_step(self) -> bool:
+        """Send one batch from the journal; False when there was nothing to replay."""
+        assert self._journal is not None
+        if self._replaying is None:
+            if self._journal.is_empty():
+                return False
+            segment = self._journal.claim_oldest(include_active=len(self._buffer) == 0)
+            if segment is None:
+                return False
+            self._replaying = (segment, read_frames(segment.path))
+        segment, frames = self._replaying
+        batch = [entry for _, entry in _take(frames, self._settings.send_batch_size)]
+        if not batch:
+            self._stop_replay(delete=True)
+            return True
+        try:
+            self._xadd(batch)
+        except redis.RedisError as e:
+            self._stop_replay(delete=False)  # replayed again later, from its start
+            self._enter_outage(e, 0)
+            return False
+        self._recorder._replayed(sum(1 for e in batch if b"kind" not in e))
+        return True
+
+    def _stop_replay(self, *, delete: bool) -> None:
+        if self._replaying is not None and self._journal is not None:
+            self._journal.finished(self._replaying[0], delete=delete)
+        self._replaying = None
+
+    # -- reports and memory --------------------------------------------------------
+
+    def _report(self, *, final: bool = False) -> None:
+        self._report_at = time.monotonic() + self._settings.report_interval_s
+        accepted = self._buffer.accepted
+        state = (accepted, self._recorder._dropped_total())
+        if state == self._reported and not final:
+            return
+        if accepted == 0 and not self._recorder._foreign_drops:
+            return
+        entries = [
+            encode_report(
+                ProducerReport(
+                    producer_id=self._recorder.producer_id,
+                    next_seq=self._buffer.next_seq,
+                    dropped=self._recorder._drop_ranges(),
+                    at_ns=time.time_ns(),
+                    final=final,
+                )
+            )
+        ]
+        entries += [
+            encode_report(
+                ProducerReport(
+                    producer_id=pid,
+                    next_seq=max(r[1] for r in ranges) + 1,
+                    dropped={"journal_overflow": ranges},
+                    at_ns=time.time_ns(),
+                )
+            )
+            for pid, ranges in self._recorder._foreign_drops.items()
+        ]
+        if not self._send_or_spill_entries(entries):
+            return
+        self._reported = state
+        self._recorder._foreign_drops.clear()
+
+    def _send_or_spill_entries(self, entries: list[Entry]) -> bool:
+        """Send control entries like records are sent: to Redis, else to the journal."""
+        if self.healthy or self._journal is None:
+            try:
+                self._xadd(entries)
+            except redis.RedisError as e:
+                if self._journal is None:
+                    return False
+                self._enter_outage(e, 0)
+            else:
+                return True
+        try:
+            self._journal.append([encode_frame(-1, e) for e in entries])
+        except (JournalFull, OSError):
+            return False
+        return True
 
     def _check_memory(self) -> None:
         limit = self._buffer.max_bytes
@@ -195,4 +463,15 @@ class StreamWriter:
         if rest:
             self._unsent += len(rest)
             self._buffer.release(sum(item[1] for item in rest))
-            self._recorder._drop("unsent_at_close", len(rest), "recorder closed")
+            self._recorder._drop_seqs(
+                "unsent_at_close", [item[0] for item in rest], "recorder closed"
+            )
+
+
+def _take(frames: Iterator[tuple[int, Entry]], n: int) -> list[tuple[int, Entry]]:
+    out = []
+    for frame in frames:
+        out.append(frame)
+        if len(out) >= n:
+            break
+    return out

@@ -32,6 +32,15 @@ from rawtap.shared._record import (
     Header,
     Record,
 )
+from rawtap.shared._report import (
+    ProducerReport,
+    SeqRange,
+    add_to_ranges,
+    decode_report,
+    encode_report,
+    is_report,
+    range_count,
+)
 from rawtap.shared._settings import ProducerSettings, WorkerSettings, load_settings
 from rawtap.shared._streams import StreamNames
 
@@ -48,17 +57,24 @@ __all__ = [
     "ConfigError",
     "EndState",
     "Header",
+    "ProducerReport",
     "ProducerSettings",
     "RawtapError",
     "Record",
+    "SeqRange",
     "StreamNames",
     "WorkerSettings",
+    "add_to_ranges",
     "decode_entry",
+    "decode_report",
     "encode_entry",
     "encode_envelope",
+    "encode_report",
     "entry_from_parts",
+    "is_report",
     "load_settings",
     "make_record_id",
     "new_producer_id",
+    "range_count",
     "record_id_time_ms",
 ]

@@ -11,6 +11,7 @@ the variable, e.g. ``RAWTAP_MAX_MEMORY_MB: Input should be greater than 0``.
 
 import os
 import socket
+import tempfile
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
@@ -43,6 +44,10 @@ class _Common(BaseSettings):
         return value
 
 
+def _default_spill_dir() -> str:
+    return os.path.join(tempfile.gettempdir(), f"rawtap-spill-{os.getuid()}")
+
+
 class ProducerSettings(_Common):
     """Settings of a :class:`rawtap.producer.Recorder` (``RAWTAP_*`` variables)."""
 
@@ -66,6 +71,26 @@ class ProducerSettings(_Common):
     """How long ``close()`` and the exit hook wait for buffered records to be sent."""
     memory_warning_ratio: float = Field(default=0.8, gt=0, le=1)
     """A memory-warning event fires when the buffer passes this share of ``max_memory_mb``."""
+    spill_dir: str | None = Field(default_factory=_default_spill_dir)
+    """Directory of the spill journal; empty disables spilling (records then wait in memory)."""
+    spill_max_mb: float = Field(default=1024.0, gt=0)
+    """Bound on the journal's size on disk (all producers sharing the directory)."""
+    spill_fsync: bool = True
+    """fsync every spilled batch (crash-safe); off trades safety for speed on slow disks."""
+    overflow: Literal["drop_newest", "drop_oldest"] = "drop_newest"
+    """What goes when the journal is full too: the batch at hand, or the oldest segment."""
+    backpressure: bool = True
+    """Spill instead of sending when undelivered entries near ``maxlen`` (MAXLEN would trim)."""
+    backlog_high_ratio: float = Field(default=0.8, gt=0, le=1)
+    """Start spilling when the slowest group's backlog passes this share of ``maxlen``."""
+    backlog_low_ratio: float = Field(default=0.5, ge=0, lt=1)
+    """Send directly (and replay the journal) again below this share of ``maxlen``."""
+    backlog_check_s: float = Field(default=1.0, gt=0)
+    """How often the writer reads stream length and group lag."""
+    report_interval_s: float = Field(default=10.0, gt=0)
+    """How often the producer reports its accepted count and drops to the workers."""
+    handle_sigterm: bool = True
+    """Flush on SIGTERM (only when the host left SIGTERM at its default action)."""
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -102,6 +127,8 @@ class WorkerSettings(_Common):
     """How long one read waits for new entries; also bounds how fast SIGTERM is noticed."""
     claim_idle_ms: int = Field(default=60_000, gt=0)
     """Entries idle this long in a dead consumer's pending list are taken over."""
+    consumer_expiry_ms: int = Field(default=3_600_000, gt=0)
+    """Consumers silent this long with nothing pending are removed from the group."""
     max_deliveries: int = Field(default=5, gt=0)
     """Deliveries after which an entry goes to the dead-letter stream."""
     dead_letter_maxlen: int = Field(default=100_000, gt=0)

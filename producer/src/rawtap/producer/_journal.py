@@ -1,0 +1,242 @@
+"""SpillJournal: crash-safe, append-only segments on local disk.
+
+When Redis is unreachable, too slow, or consumers lag towards the stream's
+MAXLEN cap, the writer appends batches here instead of sending them, and
+replays them (oldest segment first) once Redis and the consumers recover.
+
+Layout: one directory per (Redis URL, stream prefix); each producer writes its
+own segment files ``<producer_id>-<n>.seg`` and holds an ``flock`` on the one
+it is appending to. A segment nobody holds a lock on (sealed by a live
+producer, or left by a process that exited or crashed) may be replayed by any
+producer using the same directory, so a restarted service delivers what an
+earlier run left. Replaying may send an entry twice (a crash mid-replay); the
+record id makes the sink idempotent.
+
+Frame format, little-endian: ``u32 payload length, u32 crc32, i64 seq`` then
+the payload (``u16 field count``, then per field ``u16 key length, u32 value
+length, key, value``). A torn or corrupt frame ends the segment: what follows
+it cannot be trusted, and the worker's gap detection names those seqs.
+"""
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_FRAME = struct.Struct("<IIq")
+_FIELD = struct.Struct("<HI")
+_COUNT = struct.Struct("<H")
+_SUFFIX = ".seg"
+
+Entry = dict[bytes, bytes]
+
+
+class JournalFull(Exception):
+    """Appending would pass the journal's byte bound."""
+
+
+def encode_frame(seq: int, entry: Entry) -> bytes:
+    """One frame holding ``entry`` (``seq`` is -1 for entries that are not records)."""
+    parts = [_COUNT.pack(len(entry))]
+    for key, value in entry.items():
+        parts.append(_FIELD.pack(len(key), len(value)))
+        parts.append(key)
+        parts.append(value)
+    payload = b"".join(parts)
+    return _FRAME.pack(len(payload), zlib.crc32(payload), seq) + payload
+
+
+def _decode_payload(payload: bytes) -> Entry:
+    (count,) = _COUNT.unpack_from(payload, 0)
+    pos = _COUNT.size
+    entry: Entry = {}
+    for _ in range(count):
+        klen, vlen = _FIELD.unpack_from(payload, pos)
+        pos += _FIELD.size
+        key = payload[pos : pos + klen]
+        pos += klen
+        entry[key] = payload[pos : pos + vlen]
+        pos += vlen
+    if pos != len(payload):
+        raise ValueError("payload length mismatch")
+    return entry
+
+
+def read_frames(path: Path) -> Iterator[tuple[int, Entry]]:
+    """``(seq, entry)`` for every intact frame of a segment, stopping at the first bad one."""
+    with path.open("rb") as f:
+        data = f.read()
+    pos = 0
+    while pos + _FRAME.size <= len(data):
+        length, crc, seq = _FRAME.unpack_from(data, pos)
+        start = pos + _FRAME.size
+        payload = data[start : start + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            logger.warning("rawtap: %s is torn at byte %d; the rest is ignored", path.name, pos)
+            return
+        try:
+            entry = _decode_payload(payload)
+        except (struct.error, ValueError):
+            logger.warning("rawtap: %s has a corrupt frame at byte %d", path.name, pos)
+            return
+        yield seq, entry
+        pos = start + length
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A sealed segment file, locked by the caller while it replays it."""
+
+    path: Path
+    producer_id: str
+    fd: int
+
+    def release(self, *, delete: bool) -> None:
+        """Unlock (and delete, once replayed or dropped) the segment."""
+        if delete:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        os.close(self.fd)
+
+
+class SpillJournal:
+    """The spill directory of one producer (shared with others on the same stream)."""
+
+    def __init__(
+        self, directory: Path, producer_id: str, max_bytes: int, *, fsync: bool = True
+    ) -> None:
+        self.directory = directory
+        self.producer_id = producer_id
+        self.max_bytes = max_bytes
+        self.segment_bytes = max(64 * 1024, min(64 * 1024 * 1024, max_bytes // 4))
+        self._fsync = fsync
+        self._number = 0
+        self._active: Path | None = None
+        self._active_fd: int | None = None
+        self._active_size = 0
+        self._known_bytes = -1  # bytes of every segment in the directory; -1: rescan
+
+    # -- appending ----------------------------------------------------------------
+
+    def append(self, frames: list[bytes]) -> None:
+        """Append frames durably; raise JournalFull or OSError (nothing half-written stays)."""
+        size = sum(map(len, frames))
+        if self.total_bytes() + size > self.max_bytes:
+            raise JournalFull(f"spill journal {self.directory} is full ({self.max_bytes} bytes)")
+        if self._active_fd is None or self._active_size + size > self.segment_bytes:
+            self._rotate()
+        assert self._active_fd is not None
+        fd = self._active_fd
+        before = self._active_size
+        try:
+            os.write(fd, b"".join(frames))
+            if self._fsync:
+                os.fsync(fd)
+        except OSError:
+            # Leave no torn frame behind: cut the segment back to where it was.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before)
+            raise
+        self._active_size += size
+        self._known_bytes += size
+
+    def _rotate(self) -> None:
+        self.seal()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            self._number += 1
+            path = self.directory / f"{self.producer_id}-{self._number:08d}{_SUFFIX}"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            except FileExistsError:
+                continue
+            break
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._active, self._active_fd, self._active_size = path, fd, 0
+
+    def seal(self) -> None:
+        """Close the segment being appended to, making it replayable (by anyone)."""
+        if self._active_fd is not None:
+            os.close(self._active_fd)
+            self._active_fd = None
+            if self._active is not None and self._active_size == 0:
+                with contextlib.suppress(FileNotFoundError):
+                    self._active.unlink()
+            self._active = None
+            self._active_size = 0
+
+    def forget_after_fork(self, producer_id: str) -> None:
+        """In a forked child: drop the parent's open segment without touching it."""
+        if self._active_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._active_fd)  # our copy of the parent's descriptor only
+        self._active = None
+        self._active_fd = None
+        self._active_size = 0
+        self.producer_id = producer_id
+        self._number = 0
+        self._known_bytes = -1
+
+    # -- replaying ----------------------------------------------------------------
+
+    def _segments(self) -> list[Path]:
+        try:
+            paths = [p for p in self.directory.iterdir() if p.name.endswith(_SUFFIX)]
+        except FileNotFoundError:
+            return []
+        return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def total_bytes(self) -> int:
+        """Bytes held by every segment in the directory (this producer's and others')."""
+        if self._known_bytes < 0:
+            total = 0
+            for path in self._segments():
+                with contextlib.suppress(FileNotFoundError):
+                    total += path.stat().st_size
+            self._known_bytes = total
+        return self._known_bytes
+
+    def is_empty(self) -> bool:
+        """True when nothing waits to be replayed (nor is being appended)."""
+        return self.total_bytes() == 0
+
+    def claim_oldest(self, *, include_active: bool) -> Segment | None:
+        """Lock the oldest segment nobody else holds; seal our own first if asked."""
+        if include_active and self._active_fd is not None and self._active_size > 0:
+            self.seal()
+        for path in self._segments():
+            if path == self._active:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    continue  # a live producer is appending to it, or replaying it
+                raise
+            if not path.exists():  # replayed and deleted by someone else meanwhile
+                os.close(fd)
+                continue
+            return Segment(path, path.name.rsplit("-", 1)[0], fd)
+        return None
+
+    def finished(self, segment: Segment, *, delete: bool) -> None:
+        """Release a claimed segment; ``delete`` once its entries are in Redis (or dropped)."""
+        segment.release(delete=delete)
+        self._known_bytes = -1
+
+    def close(self) -> None:
+        """Seal the active segment; idempotent."""
+        self.seal()
