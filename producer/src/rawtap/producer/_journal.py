@@ -136,8 +136,11 @@ class SpillJournal:
         assert self._active_fd is not None
         fd = self._active_fd
         before = self._active_size
+        data = b"".join(frames)
         try:
-            os.write(fd, b"".join(frames))
+            written = os.write(fd, data)
+            if written != len(data):  # a full disk can take part of a write without an error
+                raise OSError(errno.ENOSPC, f"short write to {self._active} ({written} bytes)")  # noqa: TRY301
             if self._fsync:
                 os.fsync(fd)
         except OSError:
@@ -147,6 +150,10 @@ class SpillJournal:
             raise
         self._active_size += size
         self._known_bytes += size
+
+    def room(self) -> int:
+        """Bytes that may still be appended before the bound."""
+        return max(0, self.max_bytes - self.total_bytes())
 
     def _rotate(self) -> None:
         self.seal()
@@ -188,18 +195,22 @@ class SpillJournal:
     # -- replaying ----------------------------------------------------------------
 
     def _segments(self) -> list[Path]:
+        found = []
         try:
-            paths = [p for p in self.directory.iterdir() if p.name.endswith(_SUFFIX)]
-        except FileNotFoundError:
+            for entry in os.scandir(self.directory):
+                if entry.name.endswith(_SUFFIX):
+                    with contextlib.suppress(OSError):  # replayed and deleted meanwhile
+                        found.append((entry.stat().st_mtime_ns, entry.name, Path(entry.path)))
+        except OSError:  # no directory yet, or an unusable one: nothing to replay
             return []
-        return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name))
+        return [path for _, _, path in sorted(found)]
 
     def total_bytes(self) -> int:
         """Bytes held by every segment in the directory (this producer's and others')."""
         if self._known_bytes < 0:
             total = 0
             for path in self._segments():
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     total += path.stat().st_size
             self._known_bytes = total
         return self._known_bytes

@@ -113,6 +113,9 @@ class StreamWriter:
         # Backpressure: consumers lag towards maxlen; batches spill until they catch up.
         self.backpressured = False
         self._check_at = 0.0
+        # Entries we may still add before the backlog reaches the high watermark, as of
+        # the last check; sending spends it, so a burst cannot overrun the cap between checks.
+        self._budget = float("inf")
         self._report_at = time.monotonic() + settings.report_interval_s
         self._reported: tuple[int, int] = (0, 0)
         self._replaying: tuple[Segment, Iterator[tuple[int, Entry]]] | None = None
@@ -137,7 +140,12 @@ class StreamWriter:
     @property
     def healthy(self) -> bool:
         """True when batches go straight to Redis."""
-        return not self._outage and not self.backpressured
+        return not self._outage and not self.backpressured and self._budget > 0
+
+    def _spend(self, n: int) -> None:
+        self._budget -= n
+        if self._budget <= 0:
+            self._check_at = 0.0  # near the cap: look at the backlog again before sending more
 
     # -- the thread -------------------------------------------------------
 
@@ -162,6 +170,7 @@ class StreamWriter:
                 if len(self._buffer) == 0:
                     replay_waits = self._journal is not None and not self._journal.is_empty()
                     self.wake.wait(_REPLAY_WAIT_S if replay_waits else _IDLE_WAIT_S)
+            self._replay_before_exit()
             self._report(final=True)
         except Exception:  # pragma: no cover - a bug; keep the host alive and say so once
             logger.exception("rawtap writer thread stopped by an unexpected error")
@@ -212,6 +221,7 @@ class StreamWriter:
             except redis.RedisError as e:
                 self._enter_outage(e, len(records))
             else:
+                self._spend(len(records))
                 self._sent(records)
                 return
         self._spill(records)
@@ -275,6 +285,7 @@ class StreamWriter:
             self._enter_outage(e, 0)
             return
         cap = self._settings.maxlen
+        self._budget = cap * self._settings.backlog_high_ratio - backlog
         if not self.backpressured and backlog >= cap * self._settings.backlog_high_ratio:
             self.backpressured = True
             self._recorder._count("backpressure_episodes")
@@ -288,20 +299,30 @@ class StreamWriter:
             self.backpressured = False
 
     def _backlog(self) -> int:
-        """Entries the slowest group has not read yet (stream length where lag is unknown)."""
+        """Entries the slowest group has not read yet.
+
+        Redis's ``lag`` is missing before 7.0, and 7.0 leaves it stale once
+        unread entries were trimmed, so it is capped by the stream's length and
+        a group that has delivered the newest entry has no backlog at all.
+        """
         if self._client is None:
             self._client = self._client_factory(self._settings)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.xlen(self.stream)
-        pipe.exists(self.stream)
-        length, exists = pipe.execute()
-        if not exists:
-            return 0
+        try:
+            info = self._client.xinfo_stream(self.stream)
+        except redis.ResponseError:
+            return 0  # no stream yet
+        length = int(info["length"])
+        newest = info.get("last-generated-id")
         groups = self._client.xinfo_groups(self.stream)
         if not groups:
-            return int(length)  # no worker yet: everything is undelivered
-        # Redis < 7 has no lag; a lag of None means Redis could not compute it.
-        return max(int(length) if g.get("lag") is None else int(g["lag"]) for g in groups)
+            return length  # no worker yet: everything is undelivered
+        backlog = 0
+        for g in groups:
+            if newest is not None and g.get("last-delivered-id") == newest:
+                continue
+            lag = g.get("lag")
+            backlog = max(backlog, length if lag is None else min(int(lag), length))
+        return backlog
 
     def _send_until_done(self, records: list[SerializedRecord]) -> bool:
         """No journal: retry in memory until it works or the close deadline passes."""
@@ -335,18 +356,26 @@ class StreamWriter:
     def _spill(self, records: list[SerializedRecord]) -> None:
         assert self._journal is not None
         frames = [encode_frame(r.seq, r.entry) for r in records]
-        seqs = [r.seq for r in records]
         while True:
             try:
                 self._journal.append(frames)
             except JournalFull:
                 if self._settings.overflow == "drop_oldest" and self._drop_oldest_segment():
                     continue
-                self._recorder._drop_seqs("journal_full", seqs, "spill journal full")
+                # Keep the oldest of the batch that still fit; the newest are dropped.
+                room, fit = self._journal.room(), 0
+                while fit < len(frames) and room >= len(frames[fit]):
+                    room -= len(frames[fit])
+                    fit += 1
+                if fit:
+                    self._spill(records[:fit])
+                self._recorder._drop_seqs(
+                    "journal_full", [r.seq for r in records[fit:]], "spill journal full"
+                )
                 return
             except OSError as e:
                 _log_once.warning("spill", "rawtap: cannot write the spill journal (%s)", e)
-                self._recorder._drop_seqs("spill_failed", seqs, str(e))
+                self._recorder._drop_seqs("spill_failed", [r.seq for r in records], str(e))
                 return
             self._recorder._spilled(len(records))
             return
@@ -387,8 +416,31 @@ class StreamWriter:
             self._stop_replay(delete=False)  # replayed again later, from its start
             self._enter_outage(e, 0)
             return False
+        self._spend(len(batch))
         self._recorder._replayed(sum(1 for e in batch if b"kind" not in e))
         return True
+
+    def _replay_before_exit(self) -> None:
+        """On close, empty the journal into Redis while time is left and Redis can take it.
+
+        An unreachable Redis ends this at once (the records are safe on disk and
+        the next run replays them); lagging consumers are waited for until the
+        close deadline, since sending past the cap would let MAXLEN trim.
+        """
+        if self._journal is None:
+            return
+        if self._outage:  # one more look: Redis may be back and the backoff not yet over
+            self._probe_at = 0.0
+            self._maybe_probe(time.monotonic())
+        while not self._journal.is_empty() and not self._outage:
+            now = time.monotonic()
+            if now >= self._deadline:
+                return
+            self._maybe_check_backlog(now)
+            if self.backpressured:
+                time.sleep(min(_REPLAY_WAIT_S, max(0.0, self._deadline - now)))
+            elif not self._replay_step():
+                return
 
     def _stop_replay(self, *, delete: bool) -> None:
         if self._replaying is not None and self._journal is not None:
