@@ -22,7 +22,18 @@ Exceptions::
 from rawtap.consumer._derive import PARSER_VERSIONS, derive, derive_all, is_stale
 from rawtap.consumer._derived import Derived, ToolCall
 from rawtap.consumer._postgres import PostgresSink
+from rawtap.consumer._read import (
+    ExportReport,
+    export_jsonl,
+    export_parquet,
+    parse_time,
+    rederive,
+    render_show,
+    resolve_record,
+)
 from rawtap.consumer._redis import RedisUnavailable
+from rawtap.consumer._replay import ReplayServer
+from rawtap.consumer._retention import purge_older_than
 from rawtap.consumer._sink import (
     RecordQuery,
     RecordSummary,
@@ -38,10 +49,12 @@ from rawtap.consumer._worker import Worker, WorkerStats
 __all__ = [
     "PARSER_VERSIONS",
     "Derived",
+    "ExportReport",
     "PostgresSink",
     "RecordQuery",
     "RecordSummary",
     "RedisUnavailable",
+    "ReplayServer",
     "Sink",
     "SinkError",
     "SqliteSink",
@@ -52,6 +65,13 @@ __all__ = [
     "WorkerStats",
     "derive",
     "derive_all",
+    "export_jsonl",
+    "export_parquet",
     "is_stale",
     "open_sink",
+    "parse_time",
+    "purge_older_than",
+    "rederive",
+    "render_show",
+    "resolve_record",
 ]

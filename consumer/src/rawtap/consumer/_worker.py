@@ -26,7 +26,9 @@ from typing import Any, cast
 
 import redis
 
+from rawtap.consumer._derive import derive_all
 from rawtap.consumer._redis import connect, describe, ensure_group
+from rawtap.consumer._retention import RetentionSchedule
 from rawtap.consumer._sink import Sink, SinkError, open_sink
 from rawtap.shared import (
     CodecError,
@@ -59,6 +61,8 @@ class WorkerStats:
     sink_errors: int = 0
     redis_errors: int = 0
     groups_created: int = 0
+    derive_failures: int = 0
+    purged: int = 0
 
     def summary(self) -> str:
         """One dense line of counters for logs."""
@@ -94,6 +98,9 @@ class Worker:
         self._stopping = threading.Event()
         self.stats = WorkerStats()
         self._idle = threading.Event()
+        self._retention = RetentionSchedule(
+            self.settings.retention_s, self.settings.retention_interval_s
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -155,6 +162,7 @@ class Worker:
         group_ready = False
         delay = _BACKOFF_FIRST_S
         while not self._stopping.is_set():
+            self.stats.purged += self._retention.tick(sink)
             try:
                 if not group_ready:
                     if ensure_group(client, self.stream, settings.group):
@@ -231,7 +239,9 @@ class Worker:
             except CodecError as e:
                 dead.append((entry_id, fields, str(e)))
         if records:
-            stored = sink.write(records, time.time_ns())
+            derived = derive_all(records)  # never raises; unreadable bodies are counted
+            self.stats.derive_failures += sum(d.failed for d in derived)
+            stored = sink.write(records, time.time_ns(), derived)
             self.stats.stored += stored
             self.stats.duplicates += len(records) - stored
         pipe = client.pipeline(transaction=False)
