@@ -215,6 +215,9 @@ class PostgresSink:
             except psycopg.Error as e:
                 self._drop_connection()
                 raise SinkError(f"migrating {self._label} failed: {_one_line(e)}") from e
+            except BaseException:
+                self._drop_connection()
+                raise
 
     @classmethod
     def from_url(cls, url: str, *, migrate: bool = True) -> "PostgresSink":
@@ -254,9 +257,15 @@ class PostgresSink:
             raise SinkError(f"cannot connect to {self._label}: {_one_line(e)}") from e
         try:
             if ensure_schema:
-                conn.execute(
-                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-                )
+                # IF NOT EXISTS still races with a concurrent creator; losing that race is fine.
+                with contextlib.suppress(
+                    psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema
+                ):
+                    conn.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                            sql.Identifier(self.schema)
+                        )
+                    )
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         except psycopg.Error as e:
             conn.close()
