@@ -19,6 +19,7 @@ import orjson
 
 from rawtap.consumer._derive import derive, is_stale
 from rawtap.consumer._derived import Derived
+from rawtap.consumer._rows import clamp_i64
 from rawtap.consumer._sink import RecordQuery, SinkError, Store, StoredRecord
 from rawtap.shared import BodyDecodeError, CodecError, ConfigError, Record, parse_duration
 
@@ -48,7 +49,8 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
         parsed = parsed.replace(tzinfo=UTC)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     delta = parsed - epoch
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    return clamp_i64(ns)  # ns timestamps end in 2262; later times mean "the end"
 
 
 def format_time(ns: int) -> str:
