@@ -41,7 +41,13 @@ def make_records(count: int) -> list[Record]:
             "id": f"chatcmpl-{i:012d}",
             "object": "chat.completion",
             "model": "gpt-4o-mini",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": ""},
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": {"prompt_tokens": 100 + i % 50, "completion_tokens": 300, "total_tokens": 400},
         }
         bare = len(orjson.dumps(doc))
@@ -58,11 +64,17 @@ def make_records(count: int) -> list[Record]:
                 provider="openai",
                 method="POST",
                 url="https://api.openai.com/v1/chat/completions",
-                request_headers=[("content-type", "application/json"), ("authorization", "[redacted]")],
+                request_headers=[
+                    ("content-type", "application/json"),
+                    ("authorization", "[redacted]"),
+                ],
                 request_body=b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}',
                 metadata={"endpoint": "/v1/chat/completions"},
                 status=200,
-                response_headers=[("content-type", "application/json"), ("x-request-id", f"req_{i}")],
+                response_headers=[
+                    ("content-type", "application/json"),
+                    ("x-request-id", f"req_{i}"),
+                ],
                 body=body,
                 started_at_ns=started,
                 first_byte_ns=120_000_000,
@@ -73,7 +85,14 @@ def make_records(count: int) -> list[Record]:
     return out
 
 
-def run(label: str, url: str, records: list[Record], batch: int, derived: list[Derived] | None, rows: list[str]) -> None:
+def run(
+    label: str,
+    url: str,
+    records: list[Record],
+    batch: int,
+    derived: list[Derived] | None,
+    rows: list[str],
+) -> None:
     with open_sink(url) as sink:
         started = time.perf_counter()
         for i in range(0, len(records), batch):
@@ -104,7 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--postgres", default=os.environ.get("RAWTAP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "RAWTAP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
     args = parser.parse_args()
 
     records = make_records(args.records)
@@ -114,13 +138,22 @@ def main() -> None:
     print("\n".join(rows), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         run("SQLite WAL", f"sqlite:///{tmp}/a.db", records, args.batch, None, rows)
-        run("SQLite WAL, with derived columns", f"sqlite:///{tmp}/b.db", records, args.batch, derived, rows)
+        run(
+            "SQLite WAL, with derived columns",
+            f"sqlite:///{tmp}/b.db",
+            records,
+            args.batch,
+            derived,
+            rows,
+        )
     for insert in ("copy", "executemany"):
         for partition in ("none", "day"):
             for with_derived in (False, True):
                 schema = f"rawtap_bench_{uuid.uuid4().hex[:8]}"
                 url = f"{args.postgres}?schema={schema}&insert={insert}&partition={partition}"
-                label = f"PostgreSQL {insert}, partition={partition}" + (", with derived columns" if with_derived else "")
+                label = f"PostgreSQL {insert}, partition={partition}" + (
+                    ", with derived columns" if with_derived else ""
+                )
                 try:
                     run(label, url, records, args.batch, derived if with_derived else None, rows)
                 finally:
