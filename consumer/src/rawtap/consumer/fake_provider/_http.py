@@ -214,24 +214,25 @@ class ResponseWriter:
     ) -> None:
         ex = self._exchange
         self._send(ex.head)
-        # A mid-body reset delivers the first half of the chunks whole, then half a chunk.
-        whole = len(pieces) // 2 if cut else len(pieces)
-        for index, piece in enumerate(pieces[:whole]):
+        # A mid-body reset stops at half the entity bytes: whole chunks up to
+        # there, then the first part of the chunk that crosses the middle.
+        budget = sum(map(len, pieces)) // 2 if cut else -1
+        for index, piece in enumerate(pieces):
             if delay:
                 time.sleep(delay)
+            if 0 <= budget < len(piece):
+                part = piece[: budget or len(piece) // 2]
+                self._send(b"%x\r\n" % len(piece) + part)
+                ex.chunks.append(part)
+                self._body += part
+                self._reset(self._reset_delay)
+                return
             self._send(b"%x\r\n" % len(piece) + piece + b"\r\n")
             ex.chunks.append(piece)
             self._body += piece
             if index < len(plain):  # the gzip trailer piece has no plain counterpart
                 ex.decoded_chunks.append(plain[index])
-        if cut:
-            piece = pieces[whole]
-            part = piece[: max(1, len(piece) // 2)]
-            self._send(b"%x\r\n" % len(piece) + part)
-            ex.chunks.append(part)
-            self._body += part
-            self._reset(self._reset_delay)
-            return
+            budget -= len(piece) if cut else 0
         self._send(b"0\r\n\r\n")
         ex.complete = True
 

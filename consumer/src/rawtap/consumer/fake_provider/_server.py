@@ -245,8 +245,13 @@ class FakeProvider:
 
     @property
     def exchanges(self) -> list[Exchange]:
-        """Every logged exchange in arrival order (those still in flight included)."""
-        return self._log.snapshot()
+        """Every logged exchange in arrival order, once none is in flight (waits up to 5 s).
+
+        A client can hold the last byte of a response before the serving
+        thread has finished logging it, so reading the log waits for that.
+        ``find(timeout=None)`` looks without waiting.
+        """
+        return self.find()
 
     def find(
         self,
@@ -258,12 +263,20 @@ class FakeProvider:
         scenario: str | None = None,
         status: int | None = None,
         stream: bool | None = None,
+        timeout: float | None = 5.0,
     ) -> list[Exchange]:
         """Logged exchanges matching every given filter, oldest first.
 
         ``path`` is compared without the query string; ``scenario`` is the
         scenario's name (the model name after ``fake-``, or ``"normal"``).
+        Exchanges still in flight are waited for, ``timeout`` seconds in all
+        (``TimeoutError`` after that); ``timeout=None`` returns them as they
+        are (``Exchange.done`` tells). ``status`` filters finished exchanges.
         """
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+            for exchange in self._log.snapshot():
+                exchange.wait(max(0.0, deadline - time.monotonic()))
 
         def matches(ex: Exchange) -> bool:
             return (
@@ -284,16 +297,14 @@ class FakeProvider:
         ``LookupError`` when none matches, ``TimeoutError`` when it is still in
         flight after ``timeout`` seconds.
         """
-        found = self.find(**filters)
+        found = self.find(timeout=None, **filters)
         if not found:
             raise LookupError(f"no exchange matches {filters or 'anything'}")
         return found[-1].wait(timeout)
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait until no logged exchange is in flight (``TimeoutError`` otherwise)."""
-        deadline = time.monotonic() + timeout
-        for exchange in self._log.snapshot():
-            exchange.wait(max(0.0, deadline - time.monotonic()))
+        self.find(timeout=timeout)
 
     def clear(self) -> None:
         """Forget every exchange and attempt count."""
