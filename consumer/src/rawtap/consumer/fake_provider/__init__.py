@@ -11,7 +11,8 @@ The public surface::
     Exchange         one request and every byte written back, plus what the reply says
     RecordedRequest  the request as read: method, target, headers, body
     Usage            the token counts a reply reports
-    Scenario         what the server does for a request; parse_scenario(model) reads one
+    Scenario         what the server does for a request; parse_scenario(model) reads one,
+                     ScenarioError says why a ``fake-…`` name is not understood
     reply_text       the reply text of ``n`` words (default 12)
 
 Endpoints (HTTP/1.1, keep-alive; JSON replies carry Content-Length, streams
@@ -22,8 +23,9 @@ are chunked, one SSE event per chunk)::
     POST /api/v1/chat/completions        OpenRouter: OpenAI's format plus ": OPENROUTER PROCESSING"
                                          comments (streams) or newline padding (JSON, sent chunked)
     POST /v1/messages                    Anthropic messages; message_start … message_stop
-    POST /v1beta/models/{model}:generateContent
-    POST /v1beta/models/{model}:streamGenerateContent?alt=sse        Gemini
+    POST /v1/models/{model}:generateContent                     Gemini (google-genai 3.x
+    POST /v1/models/{model}:streamGenerateContent?alt=sse        uses v1; v1beta and
+                                                                 v1alpha answer the same)
     GET  /_fake/health                   200 "ok" (not logged), for processes waiting on it
 
 Scenarios are chosen by the model name, which every SDK passes through as is
@@ -35,6 +37,7 @@ start with ``fake-`` is the normal scenario. Otherwise the rest is one or more
     429, 500                every attempt fails with that status and the
     (also 400 401 503 529)  provider's own error body; retryable ones carry
                             ``retry-after-ms: 10`` and ``retry-after: 0``
+                            (not Gemini's: google-genai ignores them)
     429-then-200            the first attempt of each logical call fails, the
     429x2-then-200          next succeeds (x2: the first two fail)
     reset-before-headers    the request is read, then the connection is reset (RST)
@@ -58,7 +61,7 @@ the same call made again later fails once more before succeeding. Two
 identical calls in flight at once share one counter.
 
 Content is deterministic: the reply is the first ``n`` words of a fixed cycle
-(``reply_text(n)``; two words are non-ASCII), one word is one output token
+(``reply_text(n)``; three words are non-ASCII), one word is one output token
 and one stream chunk, and input tokens are ``len(request body) // 4`` (at
 least 1). Usage is reported in each provider's own shape (and absent from
 OpenAI chat streams unless ``stream_options.include_usage``).
@@ -70,7 +73,9 @@ an HTTP client hands it up), ``chunks`` (chunk payloads as written),
 ``decoded_body`` / ``decoded_chunks``, ``wire`` (every byte), the scenario,
 the attempt number, and what the reply says (``text``, ``usage``,
 ``finish_reason``, ``response_id``, ``request_id``); ``reset`` and
-``complete`` tell whether it was cut short.
+``complete`` tell whether it was cut short. A client can hold a response's
+last byte before the server has logged it, so reading the log waits for
+exchanges still in flight (``find(timeout=None)`` does not).
 
 Run it as a process for benchmarks::
 

@@ -1,5 +1,8 @@
 """Gemini's wire format: ``generateContent`` and ``streamGenerateContent?alt=sse``.
 
+Served under ``/v1``, ``/v1beta`` and ``/v1alpha`` alike (google-genai 3.x
+defaults to ``v1`` for the Gemini API).
+
 Whole bodies (replies and errors) are two-space indented JSON; stream events
 are ``data: …`` lines with Google's inline JSON spelling, terminated by CRLF
 CRLF. Every stream chunk carries ``usageMetadata`` (output counted so far);

@@ -163,8 +163,12 @@ class ResponseWriter:
         self._reset(0.0)
 
     def write(self, reply: Reply, *, gzip: bool, trailer: bool, delay: float, cut: bool) -> None:
-        """Write ``reply``: gzip-coded if ``gzip``, ``delay`` s before each body write,
-        and if ``cut`` about half the body followed by an RST."""
+        """Write ``reply`` on the connection.
+
+        ``gzip`` codes the entity (``trailer=False`` leaves the gzip trailer
+        off), ``delay`` seconds pass before each body write, and ``cut`` stops
+        at about half the body and resets the connection.
+        """
         ex = self._exchange
         plain = reply.chunks if reply.chunks is not None else [reply.body]
         pieces = _encode(plain, gzip=gzip, trailer=trailer, whole=not reply.chunked)

@@ -78,14 +78,14 @@ class Exchange:
     stream: bool
     scenario: Scenario
     attempt: int
-    request: RecordedRequest
+    request: RecordedRequest = field(repr=False)
     started: float
     status: int | None = None
-    head: bytes = b""
-    body: bytes = b""
-    chunks: list[bytes] = field(default_factory=list)
-    decoded_chunks: list[bytes] = field(default_factory=list)
-    wire: bytes = b""
+    head: bytes = field(default=b"", repr=False)
+    body: bytes = field(default=b"", repr=False)
+    chunks: list[bytes] = field(default_factory=list, repr=False)
+    decoded_chunks: list[bytes] = field(default_factory=list, repr=False)
+    wire: bytes = field(default=b"", repr=False)
     text: str | None = None
     usage: Usage | None = None
     finish_reason: str | None = None

@@ -230,7 +230,7 @@ class FakeProvider:
 
     @property
     def gemini_base_url(self) -> str:
-        """``HttpOptions.base_url`` for ``google.genai.Client`` (it appends ``/v1beta/…``)."""
+        """``HttpOptions.base_url`` for ``google.genai.Client`` (it appends ``/v1/models/…``)."""
         return self.url
 
     def gemini_http_options(self, **kwargs: Any) -> HttpOptions:
