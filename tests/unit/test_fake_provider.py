@@ -277,7 +277,8 @@ def test_openrouter_pads_json_and_comments_streams(fake: FakeProvider) -> None:
     _, streamed = post(fake, ROUTER, "openai/gpt-4o-mini", True)
 
     assert padded.chunks[:2] == [b"\n", b"\n"]
-    assert json.loads(padded.body)["usage"]["total_tokens"] == padded.usage.total_tokens  # type: ignore[union-attr]
+    assert padded.usage is not None
+    assert json.loads(padded.body)["usage"]["total_tokens"] == padded.usage.total_tokens
     assert streamed.chunks[:2] == [b": OPENROUTER PROCESSING\n\n"] * 2
     assert streamed.chunks[-1] == b"data: [DONE]\n\n"
 
