@@ -20,8 +20,8 @@ MSGS = [{"role": "user", "content": "Say something about rawtap, please."}]
 
 @pytest.fixture(scope="module")
 def exchanges() -> Iterator[list[Exchange]]:
-    from anthropic import Anthropic
     import openai
+    from anthropic import Anthropic
     from google import genai
     from openai import OpenAI
 
