@@ -86,6 +86,9 @@ def test_unusable_sink_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped
     result = _run("worker", "--sink", f"sqlite:///{tmp_path}/dir.db")
     assert result.returncode == 1
     assert result.stderr.strip().startswith("rawtap: error: cannot open SQLite database")
-    result = _run("worker", "--sink", "postgresql://localhost/x")
-    assert result.returncode == 2
-    assert "PostgreSQL sink is not in this release yet" in result.stderr
+    result = _run("worker", "--sink", "postgresql://postgres@127.0.0.1:5432/no_such_db")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("rawtap: error: cannot connect to PostgreSQL postgresql://")
+    assert 'database "no_such_db" does not exist' in lines[0]

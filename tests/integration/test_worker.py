@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from rawtap.consumer import SinkError, SqliteSink, Worker
+from rawtap.consumer._derived import Derived
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry, make_record_id
 from tests.support.pipeline import drain, spawn_worker, wait_until, worker_thread
@@ -112,11 +113,16 @@ class _FlakySink(SqliteSink):
         super().__init__(path)
         self.failures = failures
 
-    def write(self, records: Sequence[Record], persisted_at_ns: int) -> int:
+    def write(
+        self,
+        records: Sequence[Record],
+        persisted_at_ns: int,
+        derived: Sequence[Derived | None] | None = None,
+    ) -> int:
         if self.failures > 0:
             self.failures -= 1
             raise SinkError("simulated commit failure")
-        return super().write(records, persisted_at_ns)
+        return super().write(records, persisted_at_ns, derived)
 
 
 def test_failed_commits_acknowledge_nothing_and_are_retried(

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 
 from rawtap.consumer import SinkError, SqliteSink, Worker
+from rawtap.consumer._derived import Derived
 from rawtap.consumer._sqlite import path_from_url
 from rawtap.shared import Record, WorkerSettings, load_settings
 
@@ -38,7 +39,12 @@ class ChaosSink(SqliteSink):
         self.fail_pct = float(os.environ.get("CHAOS_FAIL_FIRST_COMMIT_PCT", "0"))
         self.failed_once: set[str] = set()
 
-    def write(self, records: Sequence[Record], persisted_at_ns: int) -> int:
+    def write(
+        self,
+        records: Sequence[Record],
+        persisted_at_ns: int,
+        derived: Sequence[Derived | None] | None = None,
+    ) -> int:
         if self.crash_on_poison and any(r.metadata.get("poison") for r in records):
             os.kill(os.getpid(), signal.SIGKILL)
         key = records[0].record_id
@@ -47,7 +53,7 @@ class ChaosSink(SqliteSink):
             raise SinkError("chaos: simulated commit failure", transient=True)
         if self.sleep_s:
             time.sleep(self.sleep_s)
-        stored = super().write(records, persisted_at_ns)
+        stored = super().write(records, persisted_at_ns, derived)
         self.commits += 1
         if self.crash_after and self.commits >= self.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)  # committed, not acknowledged

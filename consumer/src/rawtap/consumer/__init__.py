@@ -1,12 +1,16 @@
-"""rawtap.consumer: workers that move records from Redis Streams into a store.
+"""rawtap.consumer: workers that move records from Redis Streams into a store, and read it back.
 
 The public surface::
 
-    Worker        one consumer-group member: read → commit → acknowledge
-    WorkerStats   its counters
-    Sink          the protocol a store implements; SqliteSink the embedded default
-    open_sink     a sink from a URL (sqlite:///path.db)
-    SinkError     a store failure (transient for the worker: it backs off, acks nothing)
+    Worker          one consumer-group member: read → derive → commit → acknowledge
+    WorkerStats     its counters
+    Sink, Store     the protocols a store implements (write side; read side)
+    SqliteSink      the embedded default store; PostgresSink the production one
+    open_sink       a store from a URL (sqlite:///path.db, postgresql://…)
+    RecordQuery     filters for reading; RecordSummary, StoredRecord what comes back
+    derive          versioned per-provider parsers: a Record → Derived (ToolCall)
+    export_jsonl, export_parquet, rederive, purge_older_than   the read side's operations
+    ReplayServer    serves stored records back over HTTP in each provider's wire format
 
 Exceptions::
 
@@ -15,17 +19,59 @@ Exceptions::
      └── RedisUnavailable  Redis cannot be reached (CLI and demo)
 """
 
+from rawtap.consumer._derive import PARSER_VERSIONS, derive, derive_all, is_stale
+from rawtap.consumer._derived import Derived, ToolCall
+from rawtap.consumer._postgres import PostgresSink
+from rawtap.consumer._read import (
+    ExportReport,
+    export_jsonl,
+    export_parquet,
+    parse_time,
+    rederive,
+    render_show,
+    resolve_record,
+)
 from rawtap.consumer._redis import RedisUnavailable
-from rawtap.consumer._sink import Sink, SinkError, open_sink
+from rawtap.consumer._replay import ReplayServer
+from rawtap.consumer._retention import purge_older_than
+from rawtap.consumer._sink import (
+    RecordQuery,
+    RecordSummary,
+    Sink,
+    SinkError,
+    Store,
+    StoredRecord,
+    open_sink,
+)
 from rawtap.consumer._sqlite import SqliteSink
 from rawtap.consumer._worker import Worker, WorkerStats
 
 __all__ = [
+    "PARSER_VERSIONS",
+    "Derived",
+    "ExportReport",
+    "PostgresSink",
+    "RecordQuery",
+    "RecordSummary",
     "RedisUnavailable",
+    "ReplayServer",
     "Sink",
     "SinkError",
     "SqliteSink",
+    "Store",
+    "StoredRecord",
+    "ToolCall",
     "Worker",
     "WorkerStats",
+    "derive",
+    "derive_all",
+    "export_jsonl",
+    "export_parquet",
+    "is_stale",
     "open_sink",
+    "parse_time",
+    "purge_older_than",
+    "rederive",
+    "render_show",
+    "resolve_record",
 ]

@@ -5,10 +5,13 @@ exit: 1 for a runtime failure (Redis down, sink unusable), 2 for bad usage or
 settings. Tracebacks are only shown with ``--debug``.
 """
 
+import contextlib
 import logging
 import os
+import signal
 import sys
-from typing import Annotated, Any, NoReturn
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, NoReturn, cast
 
 import redis
 import typer
@@ -16,16 +19,32 @@ import typer
 from rawtap.consumer._accounting import ProducerBalance
 from rawtap.consumer._dead_letters import get_dead_letter, list_dead_letters, requeue
 from rawtap.consumer._demo import run_demo
+from rawtap.consumer._read import (
+    ExportReport,
+    export_jsonl,
+    export_parquet,
+    format_time,
+    iter_matching,
+    parse_time,
+    render_show,
+    resolve_record,
+)
+from rawtap.consumer._read import (
+    rederive as run_rederive,
+)
 from rawtap.consumer._redis import connect, describe
-from rawtap.consumer._sink import open_sink
+from rawtap.consumer._retention import purge_older_than
+from rawtap.consumer._sink import RecordQuery, RecordSummary, Store, open_sink
 from rawtap.consumer._stats import gather
 from rawtap.consumer._worker import Worker
 from rawtap.shared import (
     ConfigError,
+    EndState,
     RawtapError,
     StreamNames,
     WorkerSettings,
     load_settings,
+    parse_duration,
     range_count,
 )
 
@@ -289,6 +308,343 @@ def demo(
     typer.echo(report.render())
 
 
+# -- the read side ---------------------------------------------------------------------
+
+Session = Annotated[str | None, typer.Option("--session", help="Only this session id.")]
+Provider = Annotated[str | None, typer.Option("--provider", help="Only this provider.")]
+Model = Annotated[str | None, typer.Option("--model", help="Only this model (derived).")]
+Status = Annotated[int | None, typer.Option("--status", help="Only this HTTP status.")]
+EndStateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--end-state",
+        help="Only this end state: " + ", ".join(e.value for e in EndState) + ".",
+    ),
+]
+Since = Annotated[
+    str | None,
+    typer.Option("--since", help="Started at or after: 2h, 30d (ago) or an ISO date/time."),
+]
+Until = Annotated[
+    str | None, typer.Option("--until", help="Started before: 2h, 30d (ago) or an ISO date/time.")
+]
+ProgressOpt = Annotated[
+    bool | None,
+    typer.Option("--progress/--no-progress", help="Progress bar (default: when on a terminal)."),
+]
+
+
+def _query(
+    session: str | None,
+    provider: str | None,
+    model: str | None,
+    status: int | None,
+    end_state: str | None,
+    since: str | None,
+    until: str | None,
+) -> RecordQuery:
+    if end_state is not None and end_state not in {e.value for e in EndState}:
+        raise ConfigError(
+            f"--end-state {end_state!r}: use one of {', '.join(e.value for e in EndState)}"
+        )
+    return RecordQuery(
+        session_id=session,
+        provider=provider,
+        model=model,
+        status=status,
+        end_state=end_state,
+        since_ns=None if since is None else parse_time(since),
+        until_ns=None if until is None else parse_time(until),
+    )
+
+
+def _store(sink: str | None, migrate: bool = False) -> Store:
+    return open_sink(load_settings(WorkerSettings, sink_url=sink).sink_url, migrate=migrate)
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int, enabled: bool | None) -> Iterator[Callable[[int], None]]:
+    """A progress callback: a bar on stderr when enabled (default: stderr is a terminal)."""
+    show = sys.stderr.isatty() if enabled is None else enabled
+    if not show:
+        yield lambda _n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        f"[bold]{label}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _report_unreadable(report: ExportReport) -> None:
+    if report.unreadable:
+        record_id, reason = report.unreadable[0]
+        _fail(
+            f"{len(report.unreadable)} stored record(s) could not be read and were left out "
+            f"(first {record_id}: {reason})"
+        )
+
+
+def _table(rows: list[RecordSummary]) -> str:
+    header = ("ID", "STARTED (UTC)", "PROVIDER", "MODEL", "STATUS", "END", "TOKENS IN/OUT",
+              "DURATION", "BYTES", "SESSION")  # fmt: skip
+    body = []
+    for r in rows:
+        tokens = (
+            "-"
+            if r.input_tokens is None and r.output_tokens is None
+            else f"{r.input_tokens if r.input_tokens is not None else '-'}/"
+            f"{r.output_tokens if r.output_tokens is not None else '-'}"
+        )
+        end = r.end_state + (" stream" if r.stream else "") + (" !parse" if r.parse_error else "")
+        body.append(
+            (
+                r.record_id,
+                format_time(r.started_at_ns),
+                r.provider,
+                r.model or "-",
+                "-" if r.status is None else str(r.status),
+                end,
+                tokens,
+                "-" if r.ended_ns is None else f"{r.ended_ns / 1e6:,.0f} ms",
+                f"{r.body_size:,}",
+                r.session_id or "-",
+            )
+        )
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *body, strict=True)]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in (header, *body)
+    )
+
+
+@app.command("list")
+def list_(
+    sink: SinkUrl = None,
+    session: Session = None,
+    provider: Provider = None,
+    model: Model = None,
+    status: Status = None,
+    end_state: EndStateOpt = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 50,
+    oldest_first: Annotated[bool, typer.Option("--oldest-first", help="Oldest first.")] = False,
+) -> None:
+    """List stored records (newest first) as a table."""
+    query = _query(session, provider, model, status, end_state, since, until)
+    with _store(sink) as store:
+        rows = store.summaries(query, limit=limit, newest_first=not oldest_first)
+    if not rows:
+        typer.echo("no records match", err=True)
+        return
+    typer.echo(_table(rows))
+
+
+@app.command()
+def show(
+    record_id: Annotated[str, typer.Argument(help="Record id, or a unique prefix of one.")],
+    sink: SinkUrl = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Write the exact bytes the provider sent to stdout.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The record as one JSON line (the shared schema).")
+    ] = False,
+) -> None:
+    """Show one record: what it is, its derived fields and its decoded body."""
+    with _store(sink) as store:
+        stored = resolve_record(store, record_id)
+    if raw:
+        sys.stdout.buffer.write(stored.record.body)
+        sys.stdout.buffer.flush()
+    elif as_json:
+        from rawtap.consumer._read import jsonl_line
+
+        sys.stdout.buffer.write(jsonl_line(stored, with_derived=True))
+        sys.stdout.buffer.flush()
+    else:
+        typer.echo(render_show(stored))
+
+
+@app.command()
+def export(
+    sink: SinkUrl = None,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="File to write; - for stdout (JSON Lines only).")
+    ] = "-",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="jsonl, or parquet (needs pyarrow).")
+    ] = "jsonl",
+    with_derived: Annotated[
+        bool, typer.Option("--derived", help="JSON Lines: add a `derived` key to each line.")
+    ] = False,
+    session: Session = None,
+    provider: Provider = None,
+    model: Model = None,
+    status: Status = None,
+    end_state: EndStateOpt = None,
+    since: Since = None,
+    until: Until = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Export records, oldest first: JSON Lines (the shared schema, bytes base64) or Parquet."""
+    if fmt not in ("jsonl", "parquet"):
+        raise ConfigError(f"--format {fmt!r}: use jsonl or parquet")
+    if fmt == "parquet" and output == "-":
+        raise ConfigError("Parquet needs a file: add --output records.parquet")
+    query = _query(session, provider, model, status, end_state, since, until)
+    with _store(sink) as store:
+        total = store.count_matching(query)
+        with _progress("exporting", total, progress) as advance:
+            if fmt == "parquet":
+                report = export_parquet(store, query, output, progress=advance)
+            elif output == "-":
+                report = export_jsonl(
+                    store, query, sys.stdout.buffer, with_derived=with_derived, progress=advance
+                )
+                sys.stdout.buffer.flush()
+            else:
+                with open(output, "wb") as out:
+                    report = export_jsonl(
+                        store, query, out, with_derived=with_derived, progress=advance
+                    )
+    if output != "-":
+        typer.echo(f"exported {report.written} records to {output}", err=True)
+    _report_unreadable(report)
+
+
+@app.command()
+def purge(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Delete records that started longer ago: 30d, 12h.")
+    ],
+    sink: SinkUrl = None,
+) -> None:
+    """Delete records older than a given age (PostgreSQL by day: whole partitions)."""
+    age = parse_duration(older_than)
+    with _store(sink) as store:
+        deleted = purge_older_than(store, age)
+    typer.echo(f"deleted {deleted} records older than {older_than}")
+
+
+@app.command()
+def rederive(
+    sink: SinkUrl = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Re-read every matching record, not only stale ones.")
+    ] = False,
+    session: Session = None,
+    provider: Provider = None,
+    model: Model = None,
+    status: Status = None,
+    end_state: EndStateOpt = None,
+    since: Since = None,
+    until: Until = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Re-run the parsers over stored records (those from older parser versions, or --all)."""
+    query = _query(session, provider, model, status, end_state, since, until)
+    with _store(sink) as store:
+        total = store.count_matching(query)
+        with _progress("re-deriving", total, progress) as advance:
+            report = run_rederive(store, query, everything=everything, progress=advance)
+    typer.echo(
+        f"examined {report.written} records, updated {report.updated}, "
+        f"unparseable {report.failures}"
+    )
+    _report_unreadable(report)
+
+
+@app.command()
+def migrate(
+    sink: SinkUrl = None,
+    partition: Annotated[
+        str | None,
+        typer.Option("--partition", help="PostgreSQL, new stores only: none or day."),
+    ] = None,
+) -> None:
+    """Create or upgrade the store's schema (workers also do this when they start)."""
+    url = load_settings(WorkerSettings, sink_url=sink).sink_url
+    if partition is not None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("--partition applies to PostgreSQL stores only")
+        url += ("&" if "?" in url else "?") + f"partition={partition}"
+    with open_sink(url, migrate=True) as store:
+        version = getattr(store, "schema_version", "?")
+    typer.echo(f"store {url.split('?')[0]} is at schema version {version}")
+
+
+@app.command()
+def replay(
+    sink: SinkUrl = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: any free one).")] = 8765,
+    match: Annotated[
+        str, typer.Option("--match", help="request (method+path+body), path, or sequence.")
+    ] = "request",
+    timing: Annotated[
+        bool, typer.Option("--timing", help="Send stream chunks at their recorded times.")
+    ] = False,
+    speed: Annotated[float, typer.Option("--speed", help="Timing speed-up factor.")] = 1.0,
+    session: Session = None,
+    provider: Provider = None,
+    model: Model = None,
+    status: Status = None,
+    end_state: EndStateOpt = None,
+    since: Since = None,
+    until: Until = None,
+) -> None:
+    """Serve stored records over HTTP in each provider's wire format, until SIGTERM/SIGINT."""
+    from rawtap.consumer._replay import MatchMode, ReplayServer
+
+    if match not in ("request", "path", "sequence"):
+        raise ConfigError(f"--match {match!r}: use request, path or sequence")
+    if speed <= 0:
+        raise ConfigError("--speed must be greater than zero")
+    query = _query(session, provider, model, status, end_state, since, until)
+    with _store(sink) as store:
+        records = list(iter_matching(store, query))
+    if not records:
+        raise ConfigError("no stored records match; nothing to replay")
+    try:
+        server = ReplayServer(
+            records,
+            host=host,
+            port=port,
+            match=cast("MatchMode", match),
+            timing=timing,
+            speed=speed,
+        )
+    except OSError as e:
+        _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+
+    def stop(_signum: int, _frame: object) -> None:
+        import threading
+
+        threading.Thread(target=server.close, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    typer.echo(f"replaying {len(records)} records on {server.url}", err=True)
+    server.serve_forever()
+    typer.echo(f"served {server.served} responses, {len(server.misses)} misses", err=True)
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    # Outside the typer app a typer.Exit would escape as a traceback: exit directly.
+    typer.echo(f"rawtap: error: {message}", err=True)
+    sys.exit(code)
+
+
 def main() -> None:
     """Entry point of the ``rawtap`` script: run the app, turning errors into one line."""
     try:
@@ -296,16 +652,16 @@ def main() -> None:
     except ConfigError as e:
         if _debug:
             raise
-        _fail(str(e), 2)
+        _exit(str(e), 2)
     except RawtapError as e:
         if _debug:
             raise
-        _fail(str(e))
+        _exit(str(e), 1)
     except redis.RedisError as e:
         if _debug:
             raise
-        _fail(describe(e, "the configured URL"))
+        _exit(describe(e, "the configured URL"), 1)
     except OSError as e:
         if _debug:
             raise
-        _fail(f"{e.strerror or e} ({e.filename or 'I/O'})")
+        _exit(f"{e.strerror or e} ({e.filename or 'I/O'})", 1)

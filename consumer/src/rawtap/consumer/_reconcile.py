@@ -38,7 +38,7 @@ def _overlap(a: list[SeqRange], b: list[SeqRange]) -> int:
     return total
 
 
-def reconcile_rows(query: Query, _placeholder: str) -> list[ProducerBalance]:
+def reconcile_rows(query: Query) -> list[ProducerBalance]:
     """Balances of every producer the sink has heard of, sorted by producer id."""
     stored: dict[str, tuple[int, int, int]] = {
         pid: (int(n), int(lo), int(hi)) for pid, n, lo, hi in query(_STORED, ())

@@ -1,11 +1,18 @@
-"""The Sink protocol every store implements, and opening one from a URL."""
+"""The Sink and Store protocols every store implements, the read-side types, and open_sink.
 
-from collections.abc import Iterator, Sequence
+``Sink`` is what a worker needs (commit a batch idempotently, apply retention);
+``Store`` adds what the read side needs (``rawtap list/show/export/replay/rederive``).
+Both built-in sinks, :class:`SqliteSink` and :class:`PostgresSink`, are Stores.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from rawtap.consumer._accounting import Accounting, ProducerBalance
-from rawtap.shared import ConfigError, RawtapError, Record
+from rawtap.consumer._derived import Derived
+from rawtap.shared import CodecError, ConfigError, EndState, RawtapError, Record
 
 
 class SinkError(RawtapError):
@@ -22,16 +29,73 @@ class SinkError(RawtapError):
         self.transient = transient
 
 
+@dataclass(frozen=True, slots=True)
+class RecordQuery:
+    """Which stored records to read; every field left None matches everything.
+
+    Times are wall-clock ns (``started_at_ns``): ``since_ns`` inclusive, ``until_ns`` exclusive.
+    """
+
+    session_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    status: int | None = None
+    end_state: EndState | str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    producer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSummary:
+    """One stored record as ``rawtap list`` shows it: the filter columns, no bodies."""
+
+    record_id: str
+    started_at_ns: int
+    provider: str
+    model: str | None
+    status: int | None
+    end_state: str
+    stream: bool
+    session_id: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    ended_ns: int | None
+    body_size: int
+    parse_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as stored: the raw record, its derived fields (None if never derived), when."""
+
+    record: Record
+    derived: Derived | None
+    persisted_at_ns: int
+
+
+OnUnreadable = Callable[[str, CodecError], None]
+"""Called with the record id and the error for a stored row that is not a valid record."""
+
+
 @runtime_checkable
 class Sink(Protocol):
-    """Where records are committed. Implementations: SqliteSink (PostgresSink to come).
+    """Where a worker commits records. Implementations: SqliteSink, PostgresSink.
 
     ``write`` commits a batch in one transaction and is idempotent on
     ``record_id``: writing the same record twice stores one row.
     """
 
-    def write(self, records: Sequence[Record], persisted_at_ns: int) -> int:
-        """Commit ``records`` atomically; return how many were new."""
+    def write(
+        self,
+        records: Sequence[Record],
+        persisted_at_ns: int,
+        derived: Sequence[Derived | None] | None = None,
+    ) -> int:
+        """Commit ``records`` (and their derived fields, in the same order) atomically.
+
+        Returns how many were new.
+        """
         ...
 
     def write_accounting(self, accounting: Accounting) -> None:
@@ -58,6 +122,10 @@ class Sink(Protocol):
         """Stored records (of one producer, if given) and ``persisted_at_ns``, oldest first."""
         ...
 
+    def purge(self, before_ns: int) -> int:
+        """Delete every record that started before ``before_ns`` (wall clock); return how many."""
+        ...
+
     def close(self) -> None:
         """Release the connection; idempotent."""
         ...
@@ -72,12 +140,68 @@ class Sink(Protocol):
     ) -> None: ...
 
 
-def open_sink(url: str) -> Sink:
-    """Open the sink a URL names: ``sqlite:///relative.db`` or ``sqlite:////abs/path.db``."""
+@runtime_checkable
+class Store(Sink, Protocol):
+    """A Sink that can also be read and searched: what the ``rawtap`` read commands use."""
+
+    def get_stored(self, record_id: str) -> StoredRecord | None:
+        """The record, its derived fields and its persist time, if stored.
+
+        Raises :class:`~rawtap.shared.CodecError` when the row is not a valid record
+        (corrupted, or written by a newer schema version).
+        """
+        ...
+
+    def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` stored record ids starting with ``prefix``."""
+        ...
+
+    def summaries(
+        self, query: RecordQuery, limit: int = 50, newest_first: bool = True
+    ) -> list[RecordSummary]:
+        """The filter columns of matching records, by ``started_at_ns``."""
+        ...
+
+    def count_matching(self, query: RecordQuery) -> int:
+        """How many records match ``query``."""
+        ...
+
+    def iter_records(
+        self,
+        query: RecordQuery,
+        *,
+        batch_size: int = 500,
+        on_unreadable: OnUnreadable | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Matching records, oldest first, read in pages of ``batch_size``.
+
+        A row that is not a valid record raises :class:`~rawtap.shared.CodecError`,
+        or is passed to ``on_unreadable`` and skipped when that is given. No
+        transaction or lock is held between pages, so the caller may write meanwhile.
+        """
+        ...
+
+    def set_derived(self, items: Sequence[tuple[str, Derived]]) -> int:
+        """Replace the derived fields of the given record ids; return how many rows changed."""
+        ...
+
+
+def open_sink(url: str, *, migrate: bool = True) -> Store:
+    """Open the store a URL names.
+
+    ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, or
+    ``postgresql://user@host/db?schema=rawtap&partition=day``. With
+    ``migrate=False`` the schema is not created or upgraded: a store that is
+    missing or out of date raises :class:`SinkError` saying to run ``rawtap migrate``.
+    """
     if url.startswith("sqlite://"):
         from rawtap.consumer._sqlite import SqliteSink
 
-        return SqliteSink.from_url(url)
+        return SqliteSink.from_url(url, migrate=migrate)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("the PostgreSQL sink is not in this release yet; use sqlite:///path.db")
-    raise ConfigError(f"unknown sink URL {url!r}; expected sqlite:///path.db")
+        from rawtap.consumer._postgres import PostgresSink
+
+        return PostgresSink.from_url(url, migrate=migrate)
+    raise ConfigError(
+        f"unknown sink URL {url!r}; expected sqlite:///path.db or postgresql://host/db"
+    )

@@ -1,9 +1,11 @@
 """SqliteSink: the embedded default store (one file, WAL mode).
 
-One table, ``records``: the columns people filter on, the JSON envelope
-(every field but the bodies, exactly the shared schema) and the two bodies as
-BLOBs. ``INSERT OR IGNORE`` on the ``record_id`` primary key makes writes
-idempotent, so a redelivered entry never becomes a second row.
+One table, ``records``: the columns people filter on, the derived fields, the
+JSON envelope (every field but the bodies, exactly the shared schema) and the
+two bodies as BLOBs. ``INSERT OR IGNORE`` on the ``record_id`` primary key makes
+writes idempotent, so a redelivered entry never becomes a second row. The schema
+is created and upgraded from the versioned files in ``migrations/sqlite/``,
+tracked by ``PRAGMA user_version``.
 
 Durability: WAL with ``synchronous=NORMAL`` survives a crash of the worker
 process (the case that matters for ack-after-commit); a power loss may roll
@@ -20,81 +22,43 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import orjson
-
 from rawtap.consumer._accounting import Accounting, ProducerBalance
+from rawtap.consumer._derived import Derived
+from rawtap.consumer._ledger import LEDGER_COUNTS, write_accounting
 from rawtap.consumer._reconcile import reconcile_rows
-from rawtap.consumer._sink import SinkError
-from rawtap.shared import CodecError, Record, encode_envelope
+from rawtap.consumer._rows import (
+    DERIVED_COLUMNS,
+    RECORD_COLUMNS,
+    STORED_COLUMNS,
+    SUMMARY_COLUMNS,
+    derived_from_row,
+    derived_values,
+    migration_scripts,
+    record_from_row,
+    record_values,
+    summary_from_row,
+    where_clause,
+)
+from rawtap.consumer._sink import (
+    OnUnreadable,
+    RecordQuery,
+    RecordSummary,
+    SinkError,
+    StoredRecord,
+)
+from rawtap.shared import CodecError, Record
 
-_SCHEMA_VERSION = 2
-_MIGRATIONS = {
-    1: """
-    CREATE TABLE IF NOT EXISTS records (
-        record_id      TEXT PRIMARY KEY,
-        schema_version INTEGER NOT NULL,
-        producer_id    TEXT NOT NULL,
-        seq            INTEGER NOT NULL,
-        session_id     TEXT,
-        service        TEXT,
-        provider       TEXT NOT NULL,
-        status         INTEGER,
-        end_state      TEXT NOT NULL,
-        stream         INTEGER NOT NULL,
-        started_at_ns  INTEGER NOT NULL,
-        captured_at_ns INTEGER NOT NULL,
-        persisted_at_ns INTEGER NOT NULL,
-        envelope       BLOB NOT NULL,
-        request_body   BLOB NOT NULL,
-        body           BLOB NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX IF NOT EXISTS records_started ON records (started_at_ns);
-    CREATE INDEX IF NOT EXISTS records_session ON records (session_id, started_at_ns);
-    CREATE INDEX IF NOT EXISTS records_provider ON records (provider, started_at_ns);
-    CREATE INDEX IF NOT EXISTS records_producer ON records (producer_id, seq);
-    """,
-    2: """
-    CREATE TABLE IF NOT EXISTS dead_letters (
-        stream      TEXT NOT NULL,
-        entry_id    TEXT NOT NULL,
-        record_id   TEXT,
-        producer_id TEXT,
-        seq         INTEGER,
-        error       TEXT NOT NULL,
-        deliveries  INTEGER NOT NULL,
-        dead_at_ns  INTEGER NOT NULL,
-        PRIMARY KEY (stream, entry_id)
-    );
-    CREATE INDEX IF NOT EXISTS dead_letters_producer ON dead_letters (producer_id, seq);
-    CREATE TABLE IF NOT EXISTS producer_progress (
-        producer_id TEXT PRIMARY KEY,
-        next_seq    INTEGER NOT NULL,
-        final       INTEGER NOT NULL,
-        reported_at_ns INTEGER NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS producer_drops (
-        producer_id TEXT NOT NULL,
-        reason      TEXT NOT NULL,
-        first_seq   INTEGER NOT NULL,
-        last_seq    INTEGER NOT NULL,
-        PRIMARY KEY (producer_id, reason, first_seq, last_seq)
-    );
-    CREATE TABLE IF NOT EXISTS trimmed (
-        stream   TEXT NOT NULL,
-        entry_id TEXT NOT NULL,
-        PRIMARY KEY (stream, entry_id)
-    );
-    """,
-}
-
-_INSERT = """
-INSERT OR IGNORE INTO records (
-    record_id, schema_version, producer_id, seq, session_id, service, provider, status,
-    end_state, stream, started_at_ns, captured_at_ns, persisted_at_ns, envelope,
-    request_body, body
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-_SELECT = "SELECT envelope, request_body, body FROM records"
+_ALL_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS)
+# Column names are constants of this module; values are bound parameters.
+_INSERT = (
+    f"INSERT OR IGNORE INTO records ({', '.join(_ALL_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(_ALL_COLUMNS))})"
+)
+_UPDATE_DERIVED = (
+    f"UPDATE records SET {', '.join(f'{c} = ?' for c in DERIVED_COLUMNS)} WHERE record_id = ?"  # noqa: S608
+)
+_STORED = ", ".join(("record_id", *STORED_COLUMNS))
+_PURGE_BATCH = 5000
 
 
 def path_from_url(url: str) -> str:
@@ -106,10 +70,16 @@ def path_from_url(url: str) -> str:
 
 
 class SqliteSink:
-    """Records in one SQLite file; safe to share between threads and worker processes."""
+    """Records in one SQLite file; safe to share between threads and worker processes.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    ``migrate=False`` opens an existing store without creating or upgrading it
+    (the read commands do this, so a mistyped path is an error, not a new file).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, migrate: bool = True) -> None:
         self.path = str(path)
+        if not migrate and self.path != ":memory:" and not Path(self.path).is_file():
+            raise SinkError(f"no SQLite store at {self.path!r}")
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -121,73 +91,104 @@ class SqliteSink:
             if synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
                 raise SinkError(f"RAWTAP_SQLITE_SYNCHRONOUS={synchronous!r}: use NORMAL or FULL")
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            self._migrate()
+            self._migrate(apply=migrate)
         except sqlite3.Error as e:
             raise SinkError(f"cannot open SQLite database {self.path!r}: {e}") from e
         self._lock = threading.Lock()
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str) -> "SqliteSink":
+    def from_url(cls, url: str, *, migrate: bool = True) -> "SqliteSink":
         """Open the database a ``sqlite:///…`` URL names."""
-        return cls(path_from_url(url))
+        return cls(path_from_url(url), migrate=migrate)
 
-    def _migrate(self) -> None:
-        (current,) = self._conn.execute("PRAGMA user_version").fetchone()
-        if current > _SCHEMA_VERSION:
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database (``PRAGMA user_version``)."""
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, apply: bool) -> list[str]:
+        scripts = migration_scripts("sqlite")
+        latest = scripts[-1][0]
+        current = self.schema_version
+        if current > latest:
             raise SinkError(
                 f"database {self.path!r} has schema version {current}, newer than this "
-                f"release ({_SCHEMA_VERSION}); upgrade rawtap"
+                f"release ({latest}); upgrade rawtap"
             )
-        for version in range(current + 1, _SCHEMA_VERSION + 1):
+        if current < latest and not apply:
+            raise SinkError(
+                f"database {self.path!r} has schema version {current}, this release needs "
+                f"{latest}; run `rawtap migrate --sink sqlite:///{self.path}`"
+            )
+        applied = []
+        for version, name, sql in scripts:
+            if version <= current:
+                continue
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
+                # Another process may have migrated while we waited for the lock.
+                if self.schema_version >= version:
+                    self._conn.execute("COMMIT")
+                    continue
+                for statement in _statements(sql):
+                    self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version={version}")
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            applied.append(name)
+        return applied
 
-    def write(self, records: Sequence[Record], persisted_at_ns: int) -> int:
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (already done at open unless ``migrate=False``)."""
+        with self._lock:
+            try:
+                return self._migrate(apply=True)
+            except sqlite3.Error as e:
+                raise SinkError(f"migrating {self.path!r} failed: {e}") from e
+
+    # -- write side ------------------------------------------------------------------
+
+    def write(
+        self,
+        records: Sequence[Record],
+        persisted_at_ns: int,
+        derived: Sequence[Derived | None] | None = None,
+    ) -> int:
         """Insert ``records`` in one transaction, skipping ids already stored."""
+        if derived is not None and len(derived) != len(records):
+            raise ValueError("derived must have one entry per record")
         rows = [
             (
-                r.record_id,
-                r.schema_version,
-                r.producer_id,
-                r.seq,
-                r.session_id,
-                r.service,
-                r.provider,
-                r.status,
-                r.end_state.value,
-                int(r.stream),
-                r.started_at_ns,
-                r.captured_at_ns,
-                persisted_at_ns,
-                encode_envelope(r),
-                r.request_body,
-                r.body,
+                *record_values(r, persisted_at_ns),
+                *derived_values(derived[i] if derived is not None else None),
             )
-            for r in records
+            for i, r in enumerate(records)
         ]
+        return self._write_rows(_INSERT, rows, "write")
+
+    def set_derived(self, items: Sequence[tuple[str, Derived]]) -> int:
+        """Replace the derived fields of the given record ids."""
+        rows = [(*derived_values(d), record_id) for record_id, d in items]
+        return self._write_rows(_UPDATE_DERIVED, rows, "derived-field update")
+
+    def _write_rows(self, sql: str, rows: Sequence[tuple[Any, ...]], what: str) -> int:
         with self._lock:
             conn = self._conn
             try:
                 before = conn.total_changes
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(_INSERT, rows)
+                    conn.executemany(sql, rows)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
                 return conn.total_changes - before
             except sqlite3.Error as e:
-                raise _sink_error(f"SQLite write to {self.path!r} failed: {e}", e) from e
+                raise _sink_error(f"SQLite {what} to {self.path!r} failed: {e}", e) from e
 
     def write_accounting(self, accounting: Accounting) -> None:
         """Commit dead letters, producer reports and trimmed ids in one transaction (idempotent)."""
@@ -196,52 +197,125 @@ class SqliteSink:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    _write_accounting(conn, accounting)
+                    write_accounting(conn.executemany, accounting, postgres=False)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as e:
-                raise _sink_error(f"SQLite write to {self.path!r} failed: {e}", e) from e
+                raise _sink_error(f"SQLite ledger write to {self.path!r} failed: {e}", e) from e
 
     def reconcile(self) -> list[ProducerBalance]:
         """Every producer's balance: accepted = stored + dead-lettered + dropped + missing."""
-        return reconcile_rows(self._query, "?")
+        return reconcile_rows(self._query)
 
     def ledger_counts(self) -> dict[str, int]:
-        """Totals of the ledger tables (dead letters not later stored, trimmed ids)."""
-        ((dead,),) = self._query(
-            "SELECT count(*) FROM dead_letters d WHERE d.record_id IS NULL OR NOT EXISTS "
-            "(SELECT 1 FROM records r WHERE r.record_id = d.record_id)",
-            (),
-        )
-        ((trimmed,),) = self._query("SELECT count(*) FROM trimmed", ())
+        """Totals of the ledger (dead letters not stored later, trimmed ids)."""
+        ((dead, trimmed),) = self._query(LEDGER_COUNTS, ())
         return {"dead_lettered": int(dead), "trimmed": int(trimmed)}
+
+    def purge(self, before_ns: int) -> int:
+        """Delete records that started before ``before_ns``, in batches (short write locks)."""
+        sql = (
+            "DELETE FROM records WHERE record_id IN (SELECT record_id FROM records "
+            "WHERE started_at_ns < ? LIMIT ?)"
+        )
+        total = 0
+        while True:
+            with self._lock:
+                try:
+                    deleted = self._conn.execute(sql, (before_ns, _PURGE_BATCH)).rowcount
+                except sqlite3.Error as e:
+                    raise SinkError(f"SQLite purge in {self.path!r} failed: {e}") from e
+            total += deleted
+            if deleted < _PURGE_BATCH:
+                return total
+
+    # -- read side -------------------------------------------------------------------
 
     def get(self, record_id: str) -> Record | None:
         """The record with ``record_id``, or None."""
-        rows = self._query(f"{_SELECT} WHERE record_id = ?", (record_id,))
-        return _to_record(rows[0]) if rows else None
+        stored = self.get_stored(record_id)
+        return None if stored is None else stored.record
+
+    def get_stored(self, record_id: str) -> StoredRecord | None:
+        """The record with its derived fields and persist time, or None."""
+        rows = self._query(f"SELECT {_STORED} FROM records WHERE record_id = ?", (record_id,))  # noqa: S608
+        return _stored(rows[0]) if rows else None
+
+    def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Stored ids starting with ``prefix`` (at most ``limit``)."""
+        rows = self._query(
+            "SELECT record_id FROM records WHERE substr(record_id, 1, ?) = ? "
+            "ORDER BY record_id LIMIT ?",
+            (len(prefix), prefix, limit),
+        )
+        return [str(r[0]) for r in rows]
 
     def count(self, producer_id: str | None = None) -> int:
         """Number of stored records (of one producer, if given)."""
-        if producer_id is None:
-            ((n,),) = self._query("SELECT count(*) FROM records", ())
-        else:
-            sql = "SELECT count(*) FROM records WHERE producer_id = ?"
-            ((n,),) = self._query(sql, (producer_id,))
+        return self.count_matching(RecordQuery(producer_id=producer_id))
+
+    def count_matching(self, query: RecordQuery) -> int:
+        """How many records match ``query``."""
+        where, params = where_clause(query, "?")
+        ((n,),) = self._query(f"SELECT count(*) FROM records {where}", tuple(params))  # noqa: S608
         return int(n)
+
+    def summaries(
+        self, query: RecordQuery, limit: int = 50, newest_first: bool = True
+    ) -> list[RecordSummary]:
+        """Filter columns of matching records."""
+        where, params = where_clause(query, "?")
+        order = "DESC" if newest_first else "ASC"
+        sql = (
+            f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM records {where} "  # noqa: S608
+            f"ORDER BY started_at_ns {order}, record_id {order} LIMIT ?"
+        )
+        return [summary_from_row(r) for r in self._query(sql, (*params, limit))]
+
+    def iter_records(
+        self,
+        query: RecordQuery,
+        *,
+        batch_size: int = 500,
+        on_unreadable: OnUnreadable | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Matching records oldest first, in pages (keyset on started_at_ns, record_id)."""
+        where, params = where_clause(query, "?")
+        glue = "AND" if where else "WHERE"
+        after: tuple[int, str] | None = None
+        while True:
+            page_where, page_params = where, list(params)
+            if after is not None:
+                page_where = f"{where} {glue} (started_at_ns, record_id) > (?, ?)"
+                page_params += list(after)
+            sql = (
+                f"SELECT started_at_ns, {_STORED} FROM records {page_where} "  # noqa: S608
+                "ORDER BY started_at_ns, record_id LIMIT ?"
+            )
+            rows = self._query(sql, (*page_params, batch_size))
+            for row in rows:
+                try:
+                    yield _stored(row[1:])
+                except CodecError as e:
+                    if on_unreadable is None:
+                        raise
+                    on_unreadable(str(row[1]), e)
+            if len(rows) < batch_size:
+                return
+            after = (int(rows[-1][0]), str(rows[-1][1]))
 
     def iter_stored(self, producer_id: str | None = None) -> Iterator[tuple[Record, int]]:
         """Records (of one producer, if given) with their ``persisted_at_ns``, in capture order."""
         where, params = ("WHERE producer_id = ?", (producer_id,)) if producer_id else ("", ())
         # `where` is one of two constants; the values are bound parameters.
         sql = (
-            f"SELECT envelope, request_body, body, persisted_at_ns FROM records {where} "  # noqa: S608
+            f"SELECT record_id, envelope, request_body, body, persisted_at_ns FROM records {where} "  # noqa: S608
             "ORDER BY captured_at_ns, record_id"
         )
-        for envelope, request_body, body, persisted_at_ns in self._query(sql, params):
-            yield _to_record((envelope, request_body, body)), int(persisted_at_ns)
+        for record_id, envelope, request_body, body, persisted_at_ns in self._query(sql, params):
+            yield record_from_row(record_id, envelope, request_body, body), int(persisted_at_ns)
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         try:
@@ -249,6 +323,10 @@ class SqliteSink:
                 return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as e:
             raise SinkError(f"SQLite read from {self.path!r} failed: {e}") from e
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one SQL statement on the store (for operators and tests); returns its rows."""
+        return self._query(sql, params)
 
     def close(self) -> None:
         """Close the connection; idempotent."""
@@ -270,57 +348,28 @@ class SqliteSink:
 
 def _sink_error(message: str, error: sqlite3.Error) -> SinkError:
     # Locks, I/O and a full disk pass; constraint and data errors are the batch's fault.
-    transient = isinstance(error, sqlite3.OperationalError)
-    return SinkError(message, transient=transient)
+    return SinkError(message, transient=isinstance(error, sqlite3.OperationalError))
 
 
-def _write_accounting(conn: sqlite3.Connection, accounting: Accounting) -> None:
-    conn.executemany(
-        "INSERT OR IGNORE INTO dead_letters (stream, entry_id, record_id, producer_id, seq, "
-        "error, deliveries, dead_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                d.stream,
-                d.entry_id,
-                d.record_id,
-                d.producer_id,
-                d.seq,
-                d.error,
-                d.deliveries,
-                d.dead_at_ns,
-            )
-            for d in accounting.dead
-        ],
-    )
-    for report in accounting.reports:
-        conn.execute(
-            "INSERT INTO producer_progress (producer_id, next_seq, final, reported_at_ns) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (producer_id) DO UPDATE SET "
-            "next_seq = max(next_seq, excluded.next_seq), final = max(final, excluded.final), "
-            "reported_at_ns = max(reported_at_ns, excluded.reported_at_ns)",
-            (report.producer_id, report.next_seq, int(report.final), report.at_ns),
-        )
-        conn.executemany(
-            "INSERT OR IGNORE INTO producer_drops (producer_id, reason, first_seq, last_seq) "
-            "VALUES (?, ?, ?, ?)",
-            [
-                (report.producer_id, reason, lo, hi)
-                for reason, ranges in report.dropped.items()
-                for lo, hi in ranges
-            ],
-        )
-    conn.executemany(
-        "INSERT OR IGNORE INTO trimmed (stream, entry_id) VALUES (?, ?)",
-        [(accounting.stream, entry_id) for entry_id in accounting.trimmed],
+def _stored(row: Sequence[Any]) -> StoredRecord:
+    record_id, envelope, request_body, body, persisted_at_ns, *derived = row
+    return StoredRecord(
+        record=record_from_row(str(record_id), envelope, request_body, body),
+        derived=derived_from_row(derived),
+        persisted_at_ns=int(persisted_at_ns),
     )
 
 
-def _to_record(row: tuple[bytes, bytes, bytes]) -> Record:
-    envelope, request_body, body = row
-    try:
-        data = orjson.loads(envelope)
-        data["request_body"] = bytes(request_body)
-        data["body"] = bytes(body)
-        return Record.model_validate(data)
-    except (orjson.JSONDecodeError, ValueError) as e:
-        raise CodecError(f"stored row is not a valid record: {e}") from e
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration file (sqlite3 decides where each one ends)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise SinkError(f"migration ends with an incomplete statement: {buffer[:80]!r}")

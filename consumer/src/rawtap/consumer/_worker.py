@@ -34,7 +34,10 @@ import orjson
 import redis
 
 from rawtap.consumer._accounting import Accounting, DeadLetter
+from rawtap.consumer._derive import derive_all
+from rawtap.consumer._derived import Derived
 from rawtap.consumer._redis import connect, describe, ensure_group
+from rawtap.consumer._retention import RetentionSchedule
 from rawtap.consumer._sink import Sink, SinkError, open_sink
 from rawtap.shared import (
     CodecError,
@@ -76,6 +79,8 @@ class WorkerStats:
     redis_errors: int = 0
     groups_created: int = 0
     consumers_removed: int = 0
+    derive_failures: int = 0
+    purged: int = 0
 
     def summary(self) -> str:
         """One dense line of counters for logs."""
@@ -113,6 +118,9 @@ class Worker:
         self._idle = threading.Event()
         self._claim_every_s = min(30.0, max(0.05, self.settings.claim_idle_ms / 2000))
         self._claim_at = 0.0
+        self._retention = RetentionSchedule(
+            self.settings.retention_s, self.settings.retention_interval_s
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -182,6 +190,7 @@ class Worker:
                         log = logger.warning if self.stats.groups_created > 1 else logger.info
                         log("created consumer group %s on %s", settings.group, self.stream)
                     group_ready = True
+                self.stats.purged += self._retention.tick(sink)
                 if time.monotonic() >= self._claim_at:
                     self._claim(client, sink)
                 if cursor is not None:
@@ -327,7 +336,10 @@ class Worker:
                 letters.append(
                     (entry_id, fields, self._letter(entry_id, fields, str(e), delivered, now))
                 )
-        refused = self._commit(sink, [r for _, r in records])
+        # Derivation never raises; a body no parser can read is counted and stored raw.
+        derived = derive_all([r for _, r in records])
+        self.stats.derive_failures += sum(d.failed for d in derived)
+        refused = self._commit(sink, [r for _, r in records], derived)
         by_record = {id(rec): (entry_id, rec) for entry_id, rec in records}
         for rec, error in refused:
             entry_id, _ = by_record[id(rec)]
@@ -364,18 +376,22 @@ class Worker:
         self._retry_sink(lambda: sink.write_accounting(accounting))
         self.stats.trimmed_lost += len(entry_ids)
 
-    def _commit(self, sink: Sink, records: list[Record]) -> list[tuple[Record, str]]:
+    def _commit(
+        self, sink: Sink, records: list[Record], derived: list[Derived]
+    ) -> list[tuple[Record, str]]:
         """Commit ``records``; return those the sink refuses as data, with the reason."""
         if not records:
             return []
         try:
-            stored = self._retry_sink(lambda: sink.write(records, time.time_ns()))
+            stored = self._retry_sink(lambda: sink.write(records, time.time_ns(), derived))
         except SinkError as e:
             if len(records) == 1:
                 return [(records[0], f"refused by the sink: {e}")]
             # Split to find the records the sink refuses; commit the rest.
             half = len(records) // 2
-            return self._commit(sink, records[:half]) + self._commit(sink, records[half:])
+            return self._commit(sink, records[:half], derived[:half]) + self._commit(
+                sink, records[half:], derived[half:]
+            )
         self.stats.stored += stored
         self.stats.duplicates += len(records) - stored
         return []

@@ -7,8 +7,9 @@ read from ``RAWTAP_*`` environment variables or passed from code.
 Exceptions::
 
     RawtapError
-     ├── ConfigError   a setting is missing or invalid (names the variable)
-     └── CodecError    a stream entry cannot be decoded into a Record
+     ├── ConfigError      a setting is missing or invalid (names the variable)
+     ├── CodecError       a stream entry cannot be decoded into a Record
+     └── BodyDecodeError  a body's Content-Encoding cannot be undone
 """
 
 from rawtap.shared._codec import (
@@ -22,6 +23,8 @@ from rawtap.shared._codec import (
     encode_envelope,
     entry_from_parts,
 )
+from rawtap.shared._decode import BodyDecodeError, BodyDecoder, content_encodings, decode_body
+from rawtap.shared._duration import parse_duration
 from rawtap.shared._errors import CodecError, ConfigError, RawtapError
 from rawtap.shared._ids import make_record_id, new_producer_id, record_id_time_ms
 from rawtap.shared._record import (
@@ -51,6 +54,8 @@ __all__ = [
     "ENTRY_REQUEST_BODY",
     "ENTRY_VERSION",
     "SCHEMA_VERSION",
+    "BodyDecodeError",
+    "BodyDecoder",
     "BodyForm",
     "Chunk",
     "CodecError",
@@ -65,6 +70,8 @@ __all__ = [
     "StreamNames",
     "WorkerSettings",
     "add_to_ranges",
+    "content_encodings",
+    "decode_body",
     "decode_entry",
     "decode_report",
     "encode_entry",
@@ -75,6 +82,7 @@ __all__ = [
     "load_settings",
     "make_record_id",
     "new_producer_id",
+    "parse_duration",
     "range_count",
     "record_id_time_ms",
 ]

@@ -12,6 +12,8 @@ from typing import Any, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rawtap.shared._decode import decode_body, decode_chunks
+
 SCHEMA_VERSION = 1
 """Version of the record schema written by this release; bumped on any incompatible change."""
 
@@ -139,3 +141,20 @@ class Record(BaseModel):
         """The first response header called ``name`` (case-insensitive), if any."""
         lowered = name.lower()
         return next((v for k, v in self.response_headers if k.lower() == lowered), None)
+
+    def decoded_body(self) -> bytes:
+        """``body`` with its ``Content-Encoding`` (gzip, deflate, br, zstd) undone.
+
+        Raises :class:`~rawtap.shared.BodyDecodeError` for corrupt data or an
+        encoding whose optional library is missing; a missing gzip trailer is tolerated.
+        """
+        return decode_body(self.body, self.header("content-encoding"))
+
+    def decoded_chunks(self) -> list[bytes]:
+        """Each streamed chunk's decoded bytes, one per chunk (``[body]`` if not chunked).
+
+        With an encoding, a chunk's piece is what decoding that chunk completed, so
+        it keeps the chunk's arrival time; pieces join to :meth:`decoded_body`.
+        """
+        pieces = self.chunk_bytes() if self.chunks else ([self.body] if self.body else [])
+        return decode_chunks(pieces, self.header("content-encoding"))

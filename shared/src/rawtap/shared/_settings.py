@@ -135,6 +135,29 @@ class WorkerSettings(_Common):
     """Approximate cap of the dead-letter stream."""
     log_format: Literal["text", "json"] = "text"
     """How the CLI logs."""
+    retention: str | None = None
+    """Delete records older than this (``30d``, ``12h``; ``RAWTAP_RETENTION``); unset keeps all."""
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    """How often a worker applies ``retention`` (every worker may; the sink makes it idempotent)."""
+
+    @field_validator("retention")
+    @classmethod
+    def _valid_retention(cls, value: str | None) -> str | None:
+        if value is not None:
+            from rawtap.shared._duration import parse_duration
+
+            try:
+                parse_duration(value)
+            except ConfigError as e:
+                raise ValueError(str(e)) from e
+        return value
+
+    @property
+    def retention_s(self) -> float | None:
+        """``retention`` in seconds, or None when unset."""
+        from rawtap.shared._duration import parse_duration
+
+        return None if self.retention is None else parse_duration(self.retention)
 
     @field_validator("sink_url")
     @classmethod

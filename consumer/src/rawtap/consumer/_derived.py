@@ -1,0 +1,75 @@
+"""The derived fields: what rawtap reads out of a raw provider response.
+
+:class:`Derived` is not part of the record a producer sends; the worker computes
+it (``rawtap.consumer.derive``) and the sink stores it in its own columns, next to
+the untouched raw record, with the name and version of the parser that made it,
+so ``rawtap rederive`` can recompute it after a parser changes.
+"""
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ToolCall(BaseModel):
+    """One tool (function) call the model asked for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str | None = None
+    """The provider's id for the call (``call_…``, ``toolu_…``); Gemini has none."""
+    name: str | None = None
+    """The tool's name."""
+    arguments: str = ""
+    """The arguments as the provider sent them: a JSON text (Anthropic and Gemini objects are
+    serialized; a stream's fragments are joined)."""
+
+
+class Derived(BaseModel):
+    """Normalized fields of one response, as one versioned parser read them.
+
+    Token counts are the provider's own: OpenAI's ``input_tokens`` include cached
+    tokens; Anthropic's exclude cache reads (``cached_tokens`` holds those).
+    ``ttft_ns`` is the offset from the request start of the first chunk carrying
+    output (text or a tool call) for a stream, and of the first byte otherwise.
+    When the body cannot be parsed, ``parse_error`` says why and the other fields
+    hold what could be read (often nothing); the raw record is never touched.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    parser: str | None = None
+    """Which parser read the body (``openai.chat``, ``openai.responses``,
+    ``anthropic.messages``, ``gemini.generate``), None when none applied."""
+    parser_version: int | None = None
+    """That parser's version; ``rawtap rederive`` recomputes older ones."""
+    model: str | None = None
+    """The model that answered (from the response, else from the request)."""
+    response_id: str | None = None
+    """The provider's id for the response (``chatcmpl-…``, ``resp_…``, ``msg_…``, Gemini's
+    ``responseId``)."""
+    request_id: str | None = None
+    """The provider's request id (``x-request-id``, ``request-id`` headers), for support tickets."""
+    input_tokens: int | None = None
+    """Prompt tokens, as the provider counts them."""
+    output_tokens: int | None = None
+    """Generated tokens (including reasoning tokens where the provider counts them there)."""
+    cached_tokens: int | None = None
+    """Prompt tokens served from the provider's cache."""
+    reasoning_tokens: int | None = None
+    """Reasoning ("thinking") tokens, where reported."""
+    finish_reason: str | None = None
+    """Why generation stopped, in the provider's words (``stop``, ``end_turn``, ``STOP``, …)."""
+    text: str | None = None
+    """The generated text (the first choice/candidate; thinking parts excluded)."""
+    tool_calls: list[ToolCall] = []
+    """Tool calls the model asked for, in order."""
+    ttft_ns: int | None = None
+    """Time to first token: ns from the request start (see the class docstring)."""
+    provider_error: str | None = None
+    """The provider's error (``type: message``) when it answered with one."""
+    parse_error: str | None = None
+    """Why the body could not be parsed; None when it was (or when there was nothing to parse)."""
+
+    @property
+    def failed(self) -> bool:
+        """True when a parser applied but could not read the body."""
+        return self.parse_error is not None

@@ -1,0 +1,74 @@
+"""The ledger's SQL, shared by both sinks (``?`` placeholders; PostgreSQL gets ``%s``).
+
+See :mod:`rawtap.consumer._accounting` for what the ledger holds and why.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rawtap.consumer._accounting import Accounting
+
+ExecuteMany = Callable[[str, Sequence[Sequence[Any]]], object]
+
+_DEAD = (
+    "INSERT INTO dead_letters (stream, entry_id, record_id, producer_id, seq, error, "
+    "deliveries, dead_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (stream, entry_id) DO NOTHING"
+)
+_PROGRESS = (
+    "INSERT INTO producer_progress (producer_id, next_seq, final, reported_at_ns) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (producer_id) DO UPDATE SET "
+    "next_seq = {greatest}(producer_progress.next_seq, excluded.next_seq), "
+    "final = producer_progress.final OR excluded.final, "
+    "reported_at_ns = {greatest}(producer_progress.reported_at_ns, excluded.reported_at_ns)"
+)
+_DROPS = (
+    "INSERT INTO producer_drops (producer_id, reason, first_seq, last_seq) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_TRIMMED = "INSERT INTO trimmed (stream, entry_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+
+LEDGER_COUNTS = (
+    "SELECT (SELECT count(*) FROM dead_letters d WHERE d.record_id IS NULL OR NOT EXISTS "
+    "(SELECT 1 FROM records r WHERE r.record_id = d.record_id)), (SELECT count(*) FROM trimmed)"
+)
+
+
+def write_accounting(executemany: ExecuteMany, accounting: Accounting, *, postgres: bool) -> None:
+    """Write ``accounting`` with ``executemany`` inside the caller's transaction."""
+
+    def run(statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            executemany(statement.replace("?", "%s") if postgres else statement, rows)
+
+    greatest = "GREATEST" if postgres else "max"
+    run(
+        _DEAD,
+        [
+            (
+                d.stream,
+                d.entry_id,
+                d.record_id,
+                d.producer_id,
+                d.seq,
+                d.error,
+                d.deliveries,
+                d.dead_at_ns,
+            )
+            for d in accounting.dead
+        ],
+    )
+    run(
+        _PROGRESS.format(greatest=greatest),
+        [(r.producer_id, r.next_seq, r.final, r.at_ns) for r in accounting.reports],
+    )
+    run(
+        _DROPS,
+        [
+            (r.producer_id, reason, lo, hi)
+            for r in accounting.reports
+            for reason, ranges in r.dropped.items()
+            for lo, hi in ranges
+        ],
+    )
+    run(_TRIMMED, [(accounting.stream, entry_id) for entry_id in accounting.trimmed])

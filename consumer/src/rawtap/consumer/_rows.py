@@ -1,0 +1,248 @@
+"""What both SQL sinks share: column values from a record, records back from rows, filters.
+
+Column values are *copies* for filtering; the envelope and the bodies are the
+truth a record is rebuilt from. Copies are made safe for any database: integers
+outside 64 bits become NULL (or are clamped where a value is required), so one
+odd record can never make a whole batch fail forever.
+"""
+
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from rawtap.consumer._derived import Derived, ToolCall
+from rawtap.consumer._sink import RecordQuery, RecordSummary
+from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope
+
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
+
+RECORD_COLUMNS = (
+    "record_id",
+    "schema_version",
+    "producer_id",
+    "seq",
+    "session_id",
+    "service",
+    "provider",
+    "method",
+    "url",
+    "status",
+    "end_state",
+    "stream",
+    "started_at_ns",
+    "ended_ns",
+    "captured_at_ns",
+    "persisted_at_ns",
+    "body_size",
+    "envelope",
+    "request_body",
+    "body",
+)
+"""Columns both sinks fill from the record, in this order."""
+
+DERIVED_COLUMNS = (
+    "parser",
+    "parser_version",
+    "model",
+    "response_id",
+    "request_id",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "finish_reason",
+    "ttft_ns",
+    "text",
+    "tool_calls",
+    "provider_error",
+    "parse_error",
+)
+"""Columns both sinks fill from :class:`Derived`, in this order."""
+
+SUMMARY_COLUMNS = (
+    "record_id",
+    "started_at_ns",
+    "provider",
+    "model",
+    "status",
+    "end_state",
+    "stream",
+    "session_id",
+    "input_tokens",
+    "output_tokens",
+    "ended_ns",
+    "body_size",
+    "parse_error",
+)
+
+STORED_COLUMNS = ("envelope", "request_body", "body", "persisted_at_ns", *DERIVED_COLUMNS)
+"""What is read to rebuild a :class:`StoredRecord`."""
+
+
+def migration_scripts(dialect: str) -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of the package's migration files for ``dialect``, in order."""
+    folder = resources.files("rawtap.consumer").joinpath("migrations", dialect)
+    scripts = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            scripts.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    scripts.sort()
+    expected = list(range(1, len(scripts) + 1))
+    if [v for v, _, _ in scripts] != expected:
+        raise RuntimeError(f"migration files for {dialect} are not numbered 0001…: {scripts}")
+    return scripts
+
+
+def nullable_i64(value: int | None) -> int | None:
+    """``value`` if it fits in 64 bits, else None."""
+    if value is None or I64_MIN <= value <= I64_MAX:
+        return value
+    return None
+
+
+def clamp_i64(value: int) -> int:
+    """``value`` clamped into 64 bits (for required columns; the envelope keeps the truth)."""
+    return max(I64_MIN, min(I64_MAX, value))
+
+
+def record_values(record: Record, persisted_at_ns: int) -> list[Any]:
+    """Values for :data:`RECORD_COLUMNS` (``stream`` as a bool)."""
+    return [
+        record.record_id,
+        record.schema_version,
+        record.producer_id,
+        clamp_i64(record.seq),
+        record.session_id,
+        record.service,
+        record.provider,
+        record.method,
+        record.url,
+        nullable_i64(record.status),
+        record.end_state.value,
+        record.stream,
+        clamp_i64(record.started_at_ns),
+        nullable_i64(record.ended_ns),
+        clamp_i64(record.captured_at_ns),
+        persisted_at_ns,
+        len(record.body),
+        encode_envelope(record),
+        record.request_body,
+        record.body,
+    ]
+
+
+def derived_values(derived: Derived | None) -> list[Any]:
+    """Values for :data:`DERIVED_COLUMNS`; all None when never derived (``tool_calls`` as JSON)."""
+    if derived is None:
+        return [None] * len(DERIVED_COLUMNS)
+    return [
+        derived.parser,
+        derived.parser_version or 0,
+        derived.model,
+        derived.response_id,
+        derived.request_id,
+        nullable_i64(derived.input_tokens),
+        nullable_i64(derived.output_tokens),
+        nullable_i64(derived.cached_tokens),
+        nullable_i64(derived.reasoning_tokens),
+        derived.finish_reason,
+        nullable_i64(derived.ttft_ns),
+        derived.text,
+        orjson.dumps([c.model_dump() for c in derived.tool_calls]).decode()
+        if derived.tool_calls
+        else None,
+        derived.provider_error,
+        derived.parse_error,
+    ]
+
+
+def derived_from_row(values: Sequence[Any]) -> Derived | None:
+    """The :class:`Derived` in a row's :data:`DERIVED_COLUMNS` values (None if never derived)."""
+    row = dict(zip(DERIVED_COLUMNS, values, strict=True))
+    version = row["parser_version"]
+    if version is None:
+        return None
+    try:
+        calls = row["tool_calls"]
+        if isinstance(calls, str | bytes):
+            calls = orjson.loads(calls)
+        row["tool_calls"] = [ToolCall.model_validate(c) for c in calls or []]
+        row["parser_version"] = version or None
+        return Derived.model_validate(row)
+    except ValueError as e:  # orjson.JSONDecodeError and pydantic's ValidationError
+        first = " ".join(str(e).split())[:200]
+        raise CodecError(f"stored derived fields are not valid: {first}") from e
+
+
+def record_from_row(
+    record_id: str, envelope: bytes | memoryview, request_body: Any, body: Any
+) -> Record:
+    """Rebuild a record from its stored envelope and bodies.
+
+    Raises :class:`CodecError` for a corrupted envelope or a schema version
+    newer than this release reads.
+    """
+    try:
+        data = orjson.loads(bytes(envelope))
+    except orjson.JSONDecodeError as e:
+        raise CodecError(f"stored record {record_id} is corrupted: envelope is not JSON") from e
+    if not isinstance(data, dict):
+        raise CodecError(f"stored record {record_id} is corrupted: envelope is not an object")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise CodecError(
+            f"stored record {record_id} has schema version {version}; this release reads "
+            f"up to {SCHEMA_VERSION}: upgrade rawtap"
+        )
+    data["request_body"] = bytes(request_body)
+    data["body"] = bytes(body)
+    try:
+        return Record.model_validate(data)
+    except ValueError as e:
+        first = " ".join(str(e).split())[:200]
+        raise CodecError(f"stored record {record_id} is not a valid record: {first}") from e
+
+
+def summary_from_row(values: Sequence[Any]) -> RecordSummary:
+    """A :class:`RecordSummary` from :data:`SUMMARY_COLUMNS` values."""
+    row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
+    row["stream"] = bool(row["stream"])
+    return RecordSummary(**row)
+
+
+def where_clause(
+    query: RecordQuery,
+    placeholder: str,
+    time_column: str = "started_at_ns",
+    time_value: Callable[[int], Any] = int,
+) -> tuple[str, list[Any]]:
+    """``WHERE …`` (or "") and its parameters for ``query``; column names are constants.
+
+    Time bounds apply to ``time_column`` with values from ``time_value(ns)`` (PostgreSQL
+    filters on its partition key, ``started_at``, so that partitions are pruned).
+    """
+    parts: list[str] = []
+    params: list[Any] = []
+    end_state = str(query.end_state) if query.end_state is not None else None
+    for column, value in (
+        ("session_id", query.session_id),
+        ("provider", query.provider),
+        ("model", query.model),
+        ("status", query.status),
+        ("end_state", end_state),
+        ("producer_id", query.producer_id),
+    ):
+        if value is not None:
+            parts.append(f"{column} = {placeholder}")
+            params.append(value)
+    if query.since_ns is not None:
+        parts.append(f"{time_column} >= {placeholder}")
+        params.append(time_value(query.since_ns))
+    if query.until_ns is not None:
+        parts.append(f"{time_column} < {placeholder}")
+        params.append(time_value(query.until_ns))
+    return ("WHERE " + " AND ".join(parts) if parts else ""), params
