@@ -17,6 +17,7 @@ import collections
 import logging
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,13 @@ _clock = time.perf_counter_ns
 ERROR_BODY_LIMIT = 64 * 1024
 """Error bodies (status >= 400) up to this size are read by the tap before the SDK sees them."""
 
-_STREAM_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
+DRAIN_LIMIT = 64 * 1024
+"""At most this much is read after the terminal event when the SDK closes (see ``should_drain``)."""
+
+DRAIN_TIMEOUT_S = 0.1
+"""Async drains give up after this long (the same bound openai's own async drain uses)."""
+
+_STREAM_TYPES = (b"text/event-stream", b"application/x-ndjson", b"application/jsonl")
 _TERMINAL_MARKERS = (
     b"data: [DONE]",  # OpenAI chat completions, OpenRouter
     b"event: message_stop",  # Anthropic
@@ -301,11 +308,27 @@ class Capture:
         if not self.done:
             self.finish("abandoned", None, risky=True)
 
+    def should_drain(self) -> bool:
+        """True when the SDK closes right after the terminal event: the rest is tiny and due.
+
+        Never while an exception (cancellation, generator finalization) is in flight.
+        """
+        return (
+            not self.done
+            and not self.eof
+            and sys.exc_info()[0] is None
+            and self._saw_terminal_event()
+        )
+
     def _saw_terminal_event(self) -> bool:
         chunks = self.chunks
         if not chunks:
             return False
         tail = chunks[-1] if len(chunks) == 1 else chunks[-2] + chunks[-1]
+        headers = self.response_headers
+        coding = headers.get("content-encoding") if headers is not None else None
+        if coding:
+            tail = _decoded_tail(chunks, coding)
         return any(marker in tail for marker in _TERMINAL_MARKERS)
 
     # -- the record ------------------------------------------------------------
@@ -326,12 +349,11 @@ class Capture:
             request_body = _request_body(request)
             chunks = self.chunks
             response_headers: list[tuple[str, str]] = []
-            content_type = ""
+            content_type = b""
             if self.response_headers is not None:
-                response_headers = _redact.headers_for_record(
+                response_headers, content_type = _redact.response_headers_for_record(
                     _header_items(self.response_headers), secrets
                 )
-                content_type = self.response_headers.get("content-type", "")
             if secrets:
                 usable = _redact.usable_secrets(secrets)
                 if usable:
@@ -340,7 +362,7 @@ class Capture:
                     if error:
                         error = _redact.redact_body(error.encode(), usable).decode()
             details: dict[str, Any] = {
-                "stream": content_type.startswith(_STREAM_TYPES),
+                "stream": content_type.lower().startswith(_STREAM_TYPES),
                 "chunks": chunks,
                 "chunk_offsets_ns": self.offsets,
                 "method": request.method,
@@ -376,6 +398,22 @@ class Capture:
             count_failure(recorder, "finish")
         finally:
             self.request = None  # the request (and its body) need not live as long as the stream
+
+
+def _decoded_tail(chunks: list[bytes], coding: str) -> bytes:
+    """The last decoded bytes of a compressed body read so far (gzip/deflate only).
+
+    Only used when a compressed stream is closed before EOF: the terminal event
+    cannot be seen in compressed bytes, and deflate needs the whole prefix.
+    """
+    if coding.strip().lower() not in ("gzip", "x-gzip", "deflate"):
+        return b""
+    try:
+        decoder = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+        out = decoder.decompress(b"".join(chunks))
+    except zlib.error:
+        return b""
+    return out[-4096:]
 
 
 def _describe(exc: BaseException) -> str:

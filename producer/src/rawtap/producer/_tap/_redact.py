@@ -51,18 +51,24 @@ def redact_header_value(lower_name: bytes, value: bytes, secrets: list[bytes]) -
     return REDACTED
 
 
-def headers_for_record(
+def response_headers_for_record(
     items: Iterable[tuple[bytes, bytes, bytes]], secrets: list[bytes]
-) -> list[tuple[str, str]]:
-    """``(raw_name, lower_name, value)`` triples as recorded: latin-1 text, credentials redacted."""
+) -> tuple[list[tuple[str, str]], bytes]:
+    """``(raw_name, lower_name, value)`` triples as recorded, and the content type.
+
+    Values are latin-1 text, credentials redacted.
+    """
     out: list[tuple[str, str]] = []
     append = out.append
+    content_type = b""
     for raw_name, lower_name, value in items:
         if lower_name in CREDENTIAL_HEADERS:
             append((raw_name.decode("latin-1"), redact_header_value(lower_name, value, secrets)))
-        else:
-            append((raw_name.decode("latin-1"), value.decode("latin-1")))
-    return out
+            continue
+        if lower_name == b"content-type":
+            content_type = value
+        append((raw_name.decode("latin-1"), value.decode("latin-1")))
+    return out, content_type
 
 
 def redact_url(url: str, secrets: list[bytes]) -> str:

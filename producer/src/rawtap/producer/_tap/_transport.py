@@ -13,12 +13,20 @@ tap reads ahead: SDKs close retried error bodies unread, so a small error body
 is read here and replayed, identical, to the SDK.
 """
 
+import asyncio
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from rawtap.producer._tap._capture import ERROR_BODY_LIMIT, Capture, Tap, count_failure
+from rawtap.producer._tap._capture import (
+    DRAIN_LIMIT,
+    DRAIN_TIMEOUT_S,
+    ERROR_BODY_LIMIT,
+    Capture,
+    Tap,
+    count_failure,
+)
 
 _clock_import = __import__("time").perf_counter_ns
 
@@ -107,6 +115,8 @@ class _SyncTee:
     def close(self) -> None:
         capture = self._capture
         try:
+            if self._it is not None and capture.should_drain():
+                self._drain(self._it, capture)
             capture.closed()
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(capture.tap.recorder, "close")
@@ -123,6 +133,24 @@ class _SyncTee:
             if not capture.done:
                 capture.abandoned()
         except Exception:  # noqa: BLE001, S110 - a finalizer must not raise
+            pass
+
+    @staticmethod
+    def _drain(it: Iterator[bytes], capture: Capture) -> None:
+        # The SDK stopped at the provider's terminal event (OpenAI sync streams stop at
+        # [DONE]): read what little is left (a gzip trailer, the end of the chunked body)
+        # so the record is byte-exact and the connection can go back to the pool.
+        total = 0
+        t0 = capture.t0
+        try:
+            while total <= DRAIN_LIMIT:
+                chunk = next(it)
+                capture.chunks.append(chunk)
+                capture.offsets.append(_clock_import() - t0)
+                total += len(chunk)
+        except StopIteration:
+            capture.eof = True
+        except Exception:  # noqa: BLE001, S110 - without the tap nobody would have read it
             pass
 
 
@@ -268,6 +296,8 @@ class _AsyncTee:
     async def aclose(self) -> None:
         capture = self._capture
         try:
+            if self._it is not None and capture.should_drain():
+                await self._drain(self._it, capture)
             capture.closed()
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(capture.tap.recorder, "close")
@@ -282,6 +312,27 @@ class _AsyncTee:
             if not capture.done:
                 capture.abandoned()
         except Exception:  # noqa: BLE001, S110 - a finalizer must not raise
+            pass
+
+    @staticmethod
+    async def _drain(it: AsyncIterator[bytes], capture: Capture) -> None:
+        # As in the sync tee, bounded in time as well (the event loop must not wait).
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not asyncio (trio): no cheap deadline, so no drain
+        total = 0
+        t0 = capture.t0
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                while total <= DRAIN_LIMIT:
+                    chunk = await it.__anext__()
+                    capture.chunks.append(chunk)
+                    capture.offsets.append(_clock_import() - t0)
+                    total += len(chunk)
+        except StopAsyncIteration:
+            capture.eof = True
+        except Exception:  # noqa: BLE001, S110 - without the tap nobody would have read it
             pass
 
 
