@@ -359,8 +359,11 @@ class Capture:
                 if usable:
                     chunks = _redact.redact_chunks(chunks, usable)
                     request_body = _redact.redact_body(request_body, usable)
+                    url = _redact.redact_text(url, usable)
+                    request_headers = _redact.redact_header_values(request_headers, usable)
+                    response_headers = _redact.redact_header_values(response_headers, usable)
                     if error:
-                        error = _redact.redact_body(error.encode(), usable).decode()
+                        error = _redact.redact_text(error, usable)
             details: dict[str, Any] = {
                 "stream": content_type.lower().startswith(_STREAM_TYPES),
                 "chunks": chunks,

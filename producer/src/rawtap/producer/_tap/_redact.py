@@ -124,3 +124,22 @@ def redact_chunks(chunks: list[bytes], secrets: Sequence[bytes]) -> list[bytes]:
         out.append(redacted[pos : pos + size])
         pos += size
     return out
+
+
+def redact_text(text: str, secrets: Sequence[bytes]) -> str:
+    """``text`` (a URL, an error message) with every secret replaced by ``[REDACTED]``."""
+    for secret in secrets:
+        value = secret.decode("latin-1")
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def redact_header_values(
+    headers: list[tuple[str, str]], secrets: Sequence[bytes]
+) -> list[tuple[str, str]]:
+    """``headers`` with secrets echoed in any value replaced; the same list when none is."""
+    joined = "\n".join(value for _, value in headers)
+    if not any(secret.decode("latin-1") in joined for secret in secrets):
+        return headers
+    return [(name, redact_text(value, secrets)) for name, value in headers]
