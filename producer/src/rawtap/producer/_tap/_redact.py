@@ -139,7 +139,10 @@ def redact_header_values(
     headers: list[tuple[str, str]], secrets: Sequence[bytes]
 ) -> list[tuple[str, str]]:
     """``headers`` with secrets echoed in any value replaced; the same list when none is."""
-    joined = "\n".join(value for _, value in headers)
-    if not any(secret.decode("latin-1") in joined for secret in secrets):
+    joined = "\n".join([value for _, value in headers])
+    for secret in secrets:
+        if secret.decode("latin-1") in joined:
+            break
+    else:
         return headers
     return [(name, redact_text(value, secrets)) for name, value in headers]
