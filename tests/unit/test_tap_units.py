@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import httpx2
@@ -81,6 +82,7 @@ class _Sink:
     _enabled = True
     _closed = False
     _allowed = None
+    settings = SimpleNamespace(max_record_bytes=1 << 20)
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []

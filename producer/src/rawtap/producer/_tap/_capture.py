@@ -217,12 +217,15 @@ class Capture:
         "provider",
         "request",
         "response_headers",
+        "room",
         "session",
         "started_wall",
         "status",
         "t0",
+        "tail",
         "tap",
         "trace",
+        "unkept",
     )
 
     def __init__(
@@ -254,6 +257,10 @@ class Capture:
         self.offsets: list[int] = []
         self.done = False
         self.eof = False
+        # Bytes of body worth holding: the writer cuts records at max_record_bytes anyway.
+        self.room: int = tap.recorder.settings.max_record_bytes
+        self.unkept = 0
+        self.tail: tuple[bytes, bytes] = (b"", b"")
 
     # -- events ------------------------------------------------------------------
 
@@ -322,6 +329,8 @@ class Capture:
 
     def _saw_terminal_event(self) -> bool:
         chunks = self.chunks
+        if self.unkept:
+            chunks = [*chunks[-2:], *self.tail]  # the newest pieces were not kept
         if not chunks:
             return False
         tail = chunks[-1] if len(chunks) == 1 else chunks[-2] + chunks[-1]
@@ -354,16 +363,11 @@ class Capture:
                 response_headers, content_type = _redact.response_headers_for_record(
                     _header_items(self.response_headers), secrets
                 )
-            if secrets:
-                usable = _redact.usable_secrets(secrets)
-                if usable:
-                    chunks = _redact.redact_chunks(chunks, usable)
-                    request_body = _redact.redact_body(request_body, usable)
-                    url = _redact.redact_text(url, usable)
-                    request_headers = _redact.redact_header_values(request_headers, usable)
-                    response_headers = _redact.redact_header_values(response_headers, usable)
-                    if error:
-                        error = _redact.redact_text(error, usable)
+            usable = _redact.usable_secrets(secrets) if secrets else None
+            if usable:
+                chunks, request_body, url, request_headers, response_headers, error = _mask_echoes(
+                    usable, chunks, request_body, url, request_headers, response_headers, error
+                )
             details: dict[str, Any] = {
                 "stream": content_type.lower().startswith(_STREAM_TYPES),
                 "chunks": chunks,
@@ -384,6 +388,13 @@ class Capture:
                 details["status"] = self.status
             if self.first_byte is not None:
                 details["first_byte_ns"] = self.first_byte
+            if self.unkept:
+                kept = sum(map(len, chunks))
+                note = (
+                    f"the tap kept the first {kept} bytes of a {kept + self.unkept}-byte body "
+                    "(max_record_bytes)"
+                )
+                error = f"{error}; {note}" if error else note
             if error is not None:
                 details["error"] = error
             if self.trace is not None:
@@ -401,6 +412,26 @@ class Capture:
             count_failure(recorder, "finish")
         finally:
             self.request = None  # the request (and its body) need not live as long as the stream
+
+
+def _mask_echoes(
+    usable: list[bytes],
+    chunks: list[bytes],
+    request_body: bytes,
+    url: str,
+    request_headers: list[tuple[str, str]],
+    response_headers: list[tuple[str, str]],
+    error: str | None,
+) -> tuple[list[bytes], bytes, str, list[tuple[str, str]], list[tuple[str, str]], str | None]:
+    """Every part of a record with the credential values echoed in it masked."""
+    return (
+        _redact.redact_chunks(chunks, usable),
+        _redact.redact_body(request_body, usable),
+        _redact.redact_text(url, usable),
+        _redact.redact_header_values(request_headers, usable),
+        _redact.redact_header_values(response_headers, usable),
+        _redact.redact_text(error, usable) if error else error,
+    )
 
 
 def _decoded_tail(chunks: list[bytes], coding: str) -> bytes:

@@ -15,6 +15,7 @@ is read here and replayed, identical, to the SDK.
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ from rawtap.producer._tap._capture import (
     count_failure,
 )
 
-_clock_import = __import__("time").perf_counter_ns
+_clock_import = time.perf_counter_ns
 
 
 def _content_length(response: Any) -> int | None:
@@ -99,10 +100,18 @@ class _SyncTee:
         offsets_append = capture.offsets.append
         t0 = capture.t0
         clock = _clock_import
+        room = capture.room
         try:
             for chunk in it:
-                chunks_append(chunk)
-                offsets_append(clock() - t0)
+                if room > 0:
+                    room -= len(chunk)
+                    chunks_append(chunk)
+                    offsets_append(clock() - t0)
+                else:
+                    # Past max_record_bytes: the record is cut anyway; do not hold the rest
+                    # (only the last two pieces, to see the terminal event on close).
+                    capture.unkept += len(chunk)
+                    capture.tail = (capture.tail[1], chunk)
                 yield chunk
         except GeneratorExit:
             raise
@@ -277,10 +286,18 @@ class _AsyncTee:
         offsets_append = capture.offsets.append
         t0 = capture.t0
         clock = _clock_import
+        room = capture.room
         try:
             async for chunk in it:
-                chunks_append(chunk)
-                offsets_append(clock() - t0)
+                if room > 0:
+                    room -= len(chunk)
+                    chunks_append(chunk)
+                    offsets_append(clock() - t0)
+                else:
+                    # Past max_record_bytes: the record is cut anyway; do not hold the rest
+                    # (only the last two pieces, to see the terminal event on close).
+                    capture.unkept += len(chunk)
+                    capture.tail = (capture.tail[1], chunk)
                 yield chunk
         except GeneratorExit:
             raise
