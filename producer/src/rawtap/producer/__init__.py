@@ -2,7 +2,8 @@
 
 The public surface::
 
-    Recorder          queue records (record / record_response), observe, close
+    Recorder          queue records (record / record_response), observe, close;
+                      capture SDK clients (instrument, session, transport, async_transport)
     RecorderStats     a snapshot of its counters
     RecordDetails     optional keyword details of a record
     Recorded, Failed, MemoryWarning, Event   observer events

@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from types import FrameType, TracebackType
-from typing import Any, Self, Unpack
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 from rawtap.producer._buffer import RecordBuffer
 from rawtap.producer._details import RecordDetails
@@ -35,6 +35,11 @@ from rawtap.shared import (
     new_producer_id,
     range_count,
 )
+
+if TYPE_CHECKING:
+    from rawtap.producer._tap import Session
+
+_C = TypeVar("_C")
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
@@ -182,6 +187,61 @@ class Recorder:
         It does no I/O and never awaits anything slow: it queues and returns.
         """
         return self.record(provider, raw_response, request_metadata, session_id, **details)
+
+    # -- capture tap (thin: the logic is in rawtap.producer._tap) ------------
+
+    def instrument(self, client: _C, *, provider: str | None = None) -> _C:
+        """Record every HTTP attempt ``client`` makes; return the same client.
+
+        ``client`` is an ``OpenAI``/``AsyncOpenAI`` (also with an OpenRouter
+        ``base_url``), ``Anthropic``/``AsyncAnthropic``, ``google.genai.Client``
+        (sync and ``client.aio``), or an httpx2/httpx ``Client``/``AsyncClient``.
+        The tap wraps the client's own transports, so its timeouts, proxies and
+        retries are unchanged; instrumenting twice records once. ``provider``
+        overrides the inferred name (``openai``, ``openrouter``, ``anthropic``,
+        ``gemini``). Raises ``TypeError`` for any other object; an SDK whose
+        internals moved is left working and unrecorded (logged, counted).
+        """
+        from rawtap.producer._tap import instrument
+
+        return instrument(self, client, provider=provider)
+
+    def session(
+        self,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        record: bool = True,
+    ) -> "Session":
+        """``with recorder.session("user-42", metadata={...}):`` tags what is captured inside.
+
+        Works with ``with`` and ``async with``, in threads and tasks (a context
+        variable). ``record=False`` turns capture off inside the block.
+        """
+        from rawtap.producer._tap import Session
+
+        return Session(session_id, metadata, record=record)
+
+    def transport(
+        self, inner: Any = None, *, provider: str | None = None, package: str | None = None
+    ) -> Any:
+        """A sync tap transport, for ``http_client=httpx2.Client(transport=recorder.transport())``.
+
+        Wraps ``inner`` (default: a new ``HTTPTransport()`` of ``package``,
+        ``httpx2`` unless only ``httpx`` is installed). Without ``provider`` the
+        name is inferred from each request's host.
+        """
+        from rawtap.producer._tap import transport
+
+        return transport(self, inner, provider=provider, package=package)
+
+    def async_transport(
+        self, inner: Any = None, *, provider: str | None = None, package: str | None = None
+    ) -> Any:
+        """The async twin of :meth:`transport`, for ``httpx2.AsyncClient(transport=…)``."""
+        from rawtap.producer._tap import async_transport
+
+        return async_transport(self, inner, provider=provider, package=package)
 
     # -- observers and figures ---------------------------------------------
 

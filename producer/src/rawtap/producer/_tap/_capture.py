@@ -1,0 +1,489 @@
+"""One physical HTTP attempt as the tap sees it, and the one record it becomes.
+
+A :class:`Capture` is created when the request reaches the transport, gets
+the response head and every body chunk as they pass, and is finished exactly
+once: at EOF, on a read error, on close (complete if the provider's terminal
+event was seen, else closed early / cancelled / abandoned), on a transport
+error, or when the response is garbage-collected unclosed. Finishing runs on
+the application's thread (sometimes inside a finalizer): it never raises,
+never blocks, and leaves serialization to the Recorder's writer thread. It
+only decodes and redacts headers, redacts echoed secrets in the bodies and
+queues the record.
+"""
+
+import asyncio
+import atexit
+import collections
+import logging
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rawtap.producer._log import LogOnce
+from rawtap.producer._tap import _redact
+from rawtap.producer._tap._context import _CALL, _SESSION, CallScope, SessionState, new_call_id
+
+if TYPE_CHECKING:
+    from rawtap.producer._recorder import Recorder
+
+logger = logging.getLogger(__name__)
+_log_once = LogOnce(logger)
+
+_clock = time.perf_counter_ns
+
+ERROR_BODY_LIMIT = 64 * 1024
+"""Error bodies (status >= 400) up to this size are read by the tap before the SDK sees them."""
+
+DRAIN_LIMIT = 64 * 1024
+"""At most this much is read after the terminal event when the SDK closes (see ``should_drain``)."""
+
+DRAIN_TIMEOUT_S = 0.1
+"""Async drains give up after this long (the same bound openai's own async drain uses)."""
+
+_STREAM_TYPES = (b"text/event-stream", b"application/x-ndjson", b"application/jsonl")
+_TERMINAL_MARKERS = (
+    b"data: [DONE]",  # OpenAI chat completions, OpenRouter
+    b"event: message_stop",  # Anthropic
+    b'"type":"message_stop"',
+    b"event: response.completed",  # OpenAI Responses
+    b"event: response.failed",
+    b"event: response.incomplete",
+    b'"finishReason"',  # Gemini
+)
+_RETRY_COUNT_HEADER = b"x-stainless-retry-count"
+
+
+def count_failure(recorder: "Recorder | None", where: str) -> None:
+    """Count and log (once a minute) a failure inside the tap; never raises."""
+    try:
+        if recorder is not None:
+            recorder._count("internal_errors")
+        _log_once.warning(
+            "tap-" + where, "rawtap: the capture tap failed in %s", where, exc_info=True
+        )
+    except Exception:  # noqa: BLE001, S110 - the last line of defence must not raise either
+        pass
+
+
+# -- trace context (optional dependency) --------------------------------------
+
+_get_current_span: Callable[[], Any] | None = None
+_otel_checked = False
+
+
+def _load_otel() -> None:
+    global _get_current_span, _otel_checked  # noqa: PLW0603 - resolved once per process
+    _otel_checked = True
+    try:
+        from opentelemetry.trace import get_current_span
+    except ImportError:
+        return
+    _get_current_span = get_current_span
+
+
+def _trace_context() -> tuple[str, str | None] | None:
+    if not _otel_checked:
+        _load_otel()
+    get_span = _get_current_span
+    if get_span is None:
+        return None
+    ctx = get_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    state = ctx.trace_state
+    return traceparent, (state.to_header() if state else None)
+
+
+# -- handing records over without ever blocking ---------------------------------
+
+_deferred: collections.deque[tuple["Recorder", str, Any, str | None, dict[str, Any]]] = (
+    collections.deque()
+)
+_atexit_registered = False
+
+
+def _buffer_busy(recorder: "Recorder") -> bool:
+    # A finalizer may run while this very thread holds the buffer's (non-reentrant)
+    # lock, e.g. when an allocation inside ``record()`` triggers the cyclic GC; a
+    # record() from there would deadlock. If the lock is taken at all, defer.
+    lock = getattr(getattr(recorder, "_buffer", None), "_lock", None)
+    return lock is not None and lock.locked()
+
+
+def _submit(
+    recorder: "Recorder",
+    provider: str,
+    metadata: Any,
+    session_id: str | None,
+    details: dict[str, Any],
+    risky: bool,
+) -> None:
+    global _atexit_registered  # noqa: PLW0603 - one process-wide registration
+    if risky and _buffer_busy(recorder):
+        _deferred.append((recorder, provider, metadata, session_id, details))
+        if not _atexit_registered:
+            _atexit_registered = True
+            atexit.register(drain_deferred)
+        return
+    recorder.record(provider, None, metadata, session_id, **details)
+
+
+def drain_deferred() -> None:
+    """Queue records that a finalizer had to set aside; called on the next capture."""
+    while _deferred:
+        try:
+            item = _deferred.popleft()
+        except IndexError:
+            return
+        recorder, provider, metadata, session_id, details = item
+        try:
+            if _buffer_busy(recorder):
+                _deferred.appendleft(item)
+                return
+            recorder.record(provider, None, metadata, session_id, **details)
+        except Exception:  # noqa: BLE001 - never into the host
+            count_failure(recorder, "drain")
+
+
+# -- the tap's shared state ------------------------------------------------------
+
+_HOST_PROVIDERS = (
+    ("openrouter.ai", "openrouter"),
+    ("anthropic.com", "anthropic"),
+    ("googleapis.com", "gemini"),
+    ("openai.azure.com", "openai"),
+    ("openai.com", "openai"),
+)
+
+
+def provider_from_host(host: str) -> str | None:
+    """The provider a request to ``host`` goes to, when it is one of the known APIs."""
+    host = host.lower()
+    for suffix, name in _HOST_PROVIDERS:
+        if host == suffix or host.endswith("." + suffix):
+            return name
+    return None
+
+
+class Tap:
+    """What every transport of one instrumented client shares: recorder and provider."""
+
+    __slots__ = ("fallback_provider", "provider", "recorder")
+
+    def __init__(
+        self, recorder: "Recorder", provider: str | None, fallback_provider: str = "http"
+    ) -> None:
+        self.recorder = recorder
+        self.provider = provider
+        self.fallback_provider = fallback_provider
+
+    def begin(self, request: Any) -> "Capture | None":
+        """A capture for ``request``, or None when nothing is to be recorded."""
+        try:
+            recorder = self.recorder
+            if not recorder._enabled or recorder._closed:
+                return None
+            if _deferred:
+                drain_deferred()
+            session = _SESSION.get()
+            if session is not None and not session.record:
+                return None
+            provider = self.provider
+            if provider is None:
+                provider = provider_from_host(request.url.host) or self.fallback_provider
+            allowed = recorder._allowed
+            if allowed is not None and provider not in allowed:
+                return None
+            return Capture(self, request, provider, session, _CALL.get())
+        except Exception:  # noqa: BLE001 - never into the host
+            count_failure(self.recorder, "begin")
+            return None
+
+
+class Capture:
+    """The state of one attempt until its record is queued (see the module docstring)."""
+
+    __slots__ = (
+        "attempt",
+        "call_id",
+        "chunks",
+        "done",
+        "eof",
+        "first_byte",
+        "offsets",
+        "provider",
+        "request",
+        "response_headers",
+        "room",
+        "session",
+        "started_wall",
+        "status",
+        "t0",
+        "tail",
+        "tap",
+        "trace",
+        "unkept",
+    )
+
+    def __init__(
+        self,
+        tap: Tap,
+        request: Any,
+        provider: str,
+        session: SessionState | None,
+        scope: CallScope | None,
+    ) -> None:
+        self.t0 = _clock()
+        self.started_wall = time.time_ns()
+        self.tap = tap
+        self.request = request
+        self.provider = provider
+        self.session = session
+        if scope is not None:
+            self.call_id: str | None = scope.call_id
+            self.attempt: int | None = scope.next_attempt
+            scope.next_attempt += 1
+        else:
+            self.call_id = None
+            self.attempt = None
+        self.trace = _trace_context()
+        self.status: int | None = None
+        self.response_headers: Any = None
+        self.first_byte: int | None = None
+        self.chunks: list[bytes] = []
+        self.offsets: list[int] = []
+        self.done = False
+        self.eof = False
+        # Bytes of body worth holding: the writer cuts records at max_record_bytes anyway.
+        self.room: int = tap.recorder.settings.max_record_bytes
+        self.unkept = 0
+        self.tail: tuple[bytes, bytes] = (b"", b"")
+
+    # -- events ------------------------------------------------------------------
+
+    def head(self, response: Any) -> None:
+        """The response head arrived (status and headers)."""
+        self.first_byte = _clock() - self.t0
+        self.status = response.status_code
+        self.response_headers = response.headers
+
+    def at_eof(self) -> None:
+        """The body was read to its end."""
+        self.eof = True
+        self.finish("complete", None, risky=False)
+
+    def read_failed(self, exc: BaseException) -> None:
+        """Reading the body raised ``exc`` (it propagates unchanged)."""
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            self.finish("cancelled", _describe(exc), risky=False)
+        else:
+            self.finish("error", _describe(exc), risky=False)
+
+    def transport_failed(self, exc: BaseException) -> None:
+        """The inner transport raised ``exc`` before any response."""
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            self.finish("cancelled", _describe(exc), risky=False)
+        else:
+            self.finish("transport_error", _describe(exc), risky=False)
+
+    def closed(self) -> None:
+        """The response was closed; judge how far it got."""
+        if self.done:
+            return
+        try:
+            if self.eof or self._saw_terminal_event():
+                state = "complete"
+            else:
+                exc = sys.exc_info()[1]
+                if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                    state = "cancelled"
+                elif isinstance(exc, GeneratorExit):
+                    # The SDK's own generator is being finalized: nobody closed the
+                    # stream, the garbage collector did.
+                    state = "abandoned"
+                else:
+                    state = "closed_early"
+        except Exception:  # noqa: BLE001 - never into the host
+            state = "closed_early"
+        self.finish(state, None, risky=True)
+
+    def abandoned(self) -> None:
+        """The response was garbage-collected without being closed."""
+        if not self.done:
+            self.finish("abandoned", None, risky=True)
+
+    def should_drain(self) -> bool:
+        """True when the SDK closes right after the terminal event: the rest is tiny and due.
+
+        Never while an exception (cancellation, generator finalization) is in flight.
+        """
+        return (
+            not self.done
+            and not self.eof
+            and sys.exc_info()[0] is None
+            and self._saw_terminal_event()
+        )
+
+    def _saw_terminal_event(self) -> bool:
+        chunks = self.chunks
+        if self.unkept:
+            chunks = [*chunks[-2:], *self.tail]  # the newest pieces were not kept
+        if not chunks:
+            return False
+        tail = chunks[-1] if len(chunks) == 1 else chunks[-2] + chunks[-1]
+        headers = self.response_headers
+        coding = headers.get("content-encoding") if headers is not None else None
+        if coding:
+            tail = _decoded_tail(chunks, coding)
+        return any(marker in tail for marker in _TERMINAL_MARKERS)
+
+    # -- the record ------------------------------------------------------------
+
+    def finish(self, end_state: str, error: str | None, *, risky: bool) -> None:
+        """Queue the record (once); never raises."""
+        if self.done:
+            return
+        self.done = True
+        recorder = self.tap.recorder
+        try:
+            ended = _clock() - self.t0
+            request = self.request
+            secrets: list[bytes] = []
+            request_headers, retry_count = _request_headers(request.headers, secrets)
+            attempt = self.attempt if retry_count is None else retry_count
+            url = _redact.redact_url(str(request.url), secrets)
+            request_body = _request_body(request)
+            chunks = self.chunks
+            response_headers: list[tuple[str, str]] = []
+            content_type = b""
+            if self.response_headers is not None:
+                response_headers, content_type = _redact.response_headers_for_record(
+                    _header_items(self.response_headers), secrets
+                )
+            usable = _redact.usable_secrets(secrets) if secrets else None
+            if usable:
+                chunks, request_body, url, request_headers, response_headers, error = _mask_echoes(
+                    usable, chunks, request_body, url, request_headers, response_headers, error
+                )
+            details: dict[str, Any] = {
+                "stream": content_type.lower().startswith(_STREAM_TYPES),
+                "chunks": chunks,
+                "chunk_offsets_ns": self.offsets,
+                "method": request.method,
+                "url": url,
+                "request_headers": request_headers,
+                "request_body": request_body,
+                "response_headers": response_headers,
+                "started_at_ns": self.started_wall,
+                "ended_ns": ended,
+                "end_state": end_state,
+                "call_id": self.call_id or new_call_id(),
+                "attempt": 0 if attempt is None else attempt,
+                "body_form": "wire",
+            }
+            if self.status is not None:
+                details["status"] = self.status
+            if self.first_byte is not None:
+                details["first_byte_ns"] = self.first_byte
+            if self.unkept:
+                kept = sum(map(len, chunks))
+                note = (
+                    f"the tap kept the first {kept} bytes of a {kept + self.unkept}-byte body "
+                    "(max_record_bytes)"
+                )
+                error = f"{error}; {note}" if error else note
+            if error is not None:
+                details["error"] = error
+            if self.trace is not None:
+                details["traceparent"] = self.trace[0]
+                if self.trace[1]:
+                    details["tracestate"] = self.trace[1]
+            session = self.session
+            if session is None:
+                _submit(recorder, self.provider, None, None, details, risky)
+            else:
+                _submit(
+                    recorder, self.provider, session.metadata, session.session_id, details, risky
+                )
+        except Exception:  # noqa: BLE001 - never into the host
+            count_failure(recorder, "finish")
+        finally:
+            self.request = None  # the request (and its body) need not live as long as the stream
+
+
+def _mask_echoes(
+    usable: list[bytes],
+    chunks: list[bytes],
+    request_body: bytes,
+    url: str,
+    request_headers: list[tuple[str, str]],
+    response_headers: list[tuple[str, str]],
+    error: str | None,
+) -> tuple[list[bytes], bytes, str, list[tuple[str, str]], list[tuple[str, str]], str | None]:
+    """Every part of a record with the credential values echoed in it masked."""
+    return (
+        _redact.redact_chunks(chunks, usable),
+        _redact.redact_body(request_body, usable),
+        _redact.redact_text(url, usable),
+        _redact.redact_header_values(request_headers, usable),
+        _redact.redact_header_values(response_headers, usable),
+        _redact.redact_text(error, usable) if error else error,
+    )
+
+
+def _decoded_tail(chunks: list[bytes], coding: str) -> bytes:
+    """The last decoded bytes of a compressed body read so far (gzip/deflate only).
+
+    Only used when a compressed stream is closed before EOF: the terminal event
+    cannot be seen in compressed bytes, and deflate needs the whole prefix.
+    """
+    if coding.strip().lower() not in ("gzip", "x-gzip", "deflate"):
+        return b""
+    try:
+        decoder = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+        out = decoder.decompress(b"".join(chunks))
+    except zlib.error:
+        return b""
+    return out[-4096:]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__module__ + "." + type(exc).__qualname__
+    return f"{name}: {text}" if text else name
+
+
+def _request_headers(
+    headers: Any, secrets: list[bytes]
+) -> tuple[list[tuple[str, str]], int | None]:
+    """Request headers as recorded, and the SDK's ``x-stainless-retry-count`` if it sent one."""
+    out: list[tuple[str, str]] = []
+    append = out.append
+    retry_count = None
+    for raw_name, lower_name, value in _header_items(headers):
+        if lower_name in _redact.CREDENTIAL_HEADERS:
+            value_text = _redact.redact_header_value(lower_name, value, secrets)
+            append((raw_name.decode("latin-1"), value_text))
+            continue
+        if lower_name == _RETRY_COUNT_HEADER and value.isdigit():
+            retry_count = int(value)
+        append((raw_name.decode("latin-1"), value.decode("latin-1")))
+    return out, retry_count
+
+
+def _header_items(headers: Any) -> Any:
+    """``(raw_name, lower_name, value)`` triples of an httpx/httpx2 ``Headers``."""
+    items = getattr(headers, "_list", None)
+    if isinstance(items, list):
+        return items
+    return [(k, k.lower(), v) for k, v in headers.raw]
+
+
+def _request_body(request: Any) -> bytes:
+    content = getattr(request, "_content", None)
+    if isinstance(content, bytes):
+        return content
+    return b""  # a streamed request body (multipart upload) is not captured

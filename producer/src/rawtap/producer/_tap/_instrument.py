@@ -1,0 +1,182 @@
+"""Installing the tap into an SDK client after it was built.
+
+The SDK keeps its own httpx client (timeouts, proxies from the environment,
+socket options, SSL context); the tap replaces that client's ``_transport``
+and every ``_mounts`` value by a wrapper around it, so everything else stays
+as the SDK configured it. Private attributes touched, per SDK (tested ranges
+are the ``rawtap-producer`` extras):
+
+- openai / anthropic: ``client._client`` (the httpx2 or httpx client) and an
+  instance attribute ``client.request`` wrapping the SDK's own method to open a
+  call scope (one ``call_id`` for all retried attempts);
+- google-genai: ``client._api_client._httpx_client``,
+  ``._async_httpx_client`` (its ``_client_for_running_loop``, one pool per event
+  loop, and ``_loop_clients``), ``._use_aiohttp`` (forced off so async calls go
+  through httpx2, where raw bytes can be seen), ``._request`` and
+  ``._async_request`` (call scope around tenacity's retries);
+- httpx / httpx2 clients: ``_transport`` and ``_mounts``.
+"""
+
+import functools
+import inspect
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rawtap.producer._log import LogOnce
+from rawtap.producer._tap._capture import Tap, count_failure, provider_from_host
+from rawtap.producer._tap._context import enter_call, exit_call
+from rawtap.producer._tap._transport import flavour, is_tap, package_of
+
+if TYPE_CHECKING:
+    from rawtap.producer._recorder import Recorder
+
+logger = logging.getLogger(__name__)
+_log_once = LogOnce(logger)
+
+C = TypeVar("C")
+
+_SCOPED = "_rawtap_scoped"
+
+
+def instrument(recorder: "Recorder", client: C, *, provider: str | None = None) -> C:
+    """Install the tap into ``client`` and return the same object (see ``Recorder.instrument``)."""
+    kind = _kind_of(client)
+    if kind is None:
+        raise TypeError(
+            f"rawtap cannot instrument {type(client).__module__}.{type(client).__qualname__}: "
+            "pass an OpenAI/AsyncOpenAI, Anthropic/AsyncAnthropic or google.genai.Client, "
+            "or an httpx2/httpx Client or AsyncClient"
+        )
+    try:
+        if kind == "openai":
+            name = provider or _openai_provider(client)
+            tap_http_client(getattr(client, "_client"), Tap(recorder, name))  # noqa: B009
+            _scope_method(client, "request")
+        elif kind == "anthropic":
+            tap_http_client(getattr(client, "_client"), Tap(recorder, provider or "anthropic"))  # noqa: B009
+            _scope_method(client, "request")
+        elif kind == "genai":
+            _instrument_genai(client, Tap(recorder, provider or "gemini"))
+        else:
+            tap_http_client(client, Tap(recorder, provider))
+    except Exception:  # noqa: BLE001 - an SDK that moved its internals must still work, unrecorded
+        count_failure(recorder, "instrument")
+        _log_once.warning(
+            "instrument-" + kind,
+            "rawtap: could not instrument this %s client (its internals changed?); "
+            "it works as before but is not recorded",
+            kind,
+            exc_info=True,
+        )
+    return client
+
+
+def _kind_of(client: object) -> str | None:
+    if package_of(client) is not None and hasattr(client, "_transport"):
+        return "http"  # an httpx client, even one subclassed inside an SDK
+    for cls in type(client).__mro__:
+        root = cls.__module__
+        if root.startswith("openai"):
+            return "openai"
+        if root.startswith("anthropic"):
+            return "anthropic"
+        if root.startswith("google.genai"):
+            return "genai" if hasattr(client, "_api_client") else None
+    return None
+
+
+def _openai_provider(client: Any) -> str:
+    host = getattr(getattr(client, "base_url", None), "host", None) or ""
+    return provider_from_host(str(host)) or "openai"
+
+
+def tap_http_client(client: Any, tap: Tap) -> None:
+    """Wrap ``client``'s transport and mounts (idempotent)."""
+    package = package_of(client)
+    made = flavour(package) if package else None
+    if made is None:
+        raise TypeError(f"{type(client)!r} is not an httpx2 or httpx client")
+    wrap = made.wrap_async if isinstance(client, made.module.AsyncClient) else made.wrap
+    transport = client._transport
+    if not is_tap(transport):
+        client._transport = wrap(transport, tap)
+    mounts = client._mounts
+    for pattern, mounted in list(mounts.items()):
+        if mounted is not None and not is_tap(mounted):
+            mounts[pattern] = wrap(mounted, tap)
+
+
+def _scope_method(owner: Any, name: str) -> None:
+    """Replace ``owner.name`` by an instance attribute that opens a call scope around it."""
+    original = getattr(owner, name)
+    if getattr(original, _SCOPED, False):
+        return
+    wrapper: Any
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            token = enter_call()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                exit_call(token)
+
+        wrapper = async_wrapper
+    else:
+
+        @functools.wraps(original)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            token = enter_call()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                exit_call(token)
+
+        wrapper = sync_wrapper
+    setattr(wrapper, _SCOPED, True)
+    setattr(owner, name, wrapper)
+
+
+def _instrument_genai(client: Any, tap: Tap) -> None:
+    api = client._api_client
+    sync_client = getattr(api, "_httpx_client", None)
+    if sync_client is not None:
+        tap_http_client(sync_client, tap)
+    async_client = getattr(api, "_async_httpx_client", None)
+    if async_client is not None:
+        tap_http_client(async_client, tap)  # used when the caller supplied a transport
+        for_loop = getattr(async_client, "_client_for_running_loop", None)
+        if for_loop is not None and not getattr(for_loop, _SCOPED, False):
+            for inner in list(getattr(async_client, "_loop_clients", {}).values()):
+                tap_http_client(inner, tap)
+
+            @functools.wraps(for_loop)
+            def client_for_running_loop() -> Any:
+                inner = for_loop()
+                try:
+                    if not is_tap(inner._transport):
+                        tap_http_client(inner, tap)
+                except Exception:  # noqa: BLE001 - the call must go on, unrecorded
+                    count_failure(tap.recorder, "genai-loop")
+                return inner
+
+            setattr(client_for_running_loop, _SCOPED, True)
+            async_client._client_for_running_loop = client_for_running_loop
+        # aiohttp decompresses inside its parser: raw capture is only possible on the
+        # httpx path. Keep a caller-supplied aiohttp session (and say it is not recorded).
+        options = getattr(api, "_http_options", None)
+        if getattr(options, "aiohttp_client", None) is None:
+            api._use_aiohttp = _never
+        else:
+            _log_once.warning(
+                "genai-aiohttp",
+                "rawtap: this google-genai client was given its own aiohttp session; "
+                "its async calls are not recorded",
+            )
+    _scope_method(api, "_request")
+    _scope_method(api, "_async_request")
+
+
+def _never() -> bool:
+    return False

@@ -1,0 +1,179 @@
+"""The tap's pure parts: redaction, end-state judgement, sessions, the finalizer guard."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import httpx2
+import pytest
+
+from rawtap.producer import Recorder
+from rawtap.producer._tap import _capture, _redact
+from rawtap.producer._tap._capture import Capture, Tap, provider_from_host
+from rawtap.producer._tap._context import Session, current_session
+
+SECRET = b"sk-live-0123456789abcdef"
+
+
+def test_header_redaction_keeps_the_scheme_and_collects_the_secret() -> None:
+    secrets: list[bytes] = []
+    items = [
+        (b"Authorization", b"authorization", b"Bearer " + SECRET),
+        (b"x-api-key", b"x-api-key", SECRET),
+        (b"Set-Cookie", b"set-cookie", b"id=1; HttpOnly"),
+        (b"Content-Type", b"content-type", b"text/event-stream"),
+    ]
+    headers, content_type = _redact.response_headers_for_record(items, secrets)
+    assert headers == [
+        ("Authorization", "Bearer [REDACTED]"),
+        ("x-api-key", "[REDACTED]"),
+        ("Set-Cookie", "[REDACTED]"),
+        ("Content-Type", "text/event-stream"),
+    ]
+    assert content_type == b"text/event-stream"
+    assert secrets == [SECRET, SECRET]
+
+
+def test_url_key_parameters_are_redacted() -> None:
+    secrets: list[bytes] = []
+    url = "https://g.example/v1beta/models/m:generateContent?alt=sse&key=AIzaSECRET123&x=1"
+    assert _redact.redact_url(url, secrets) == (
+        "https://g.example/v1beta/models/m:generateContent?alt=sse&key=[REDACTED]&x=1"
+    )
+    assert secrets == [b"AIzaSECRET123"]
+    assert _redact.redact_url("https://api.openai.com/v1/chat", secrets) == (
+        "https://api.openai.com/v1/chat"
+    )
+
+
+def test_body_masks_keep_length_even_across_chunk_boundaries() -> None:
+    body = b'{"echo":"' + SECRET + b'","again":"' + SECRET + b'"}'
+    chunks = [body[:12], body[12:20], body[20:]]  # the first secret spans three chunks
+    out = _redact.redact_chunks(chunks, [SECRET])
+    assert [len(c) for c in out] == [len(c) for c in chunks]
+    joined = b"".join(out)
+    assert SECRET not in joined
+    assert joined.count(_redact.mask(SECRET)) == 2
+    assert _redact.mask(SECRET).startswith(b"[REDACTED")
+    assert len(_redact.mask(b"short")) == 5
+    clean = [b"nothing", b"here"]
+    assert _redact.redact_chunks(clean, [SECRET]) is clean  # no copy in the common case
+
+
+def test_short_values_are_not_searched_for_in_bodies() -> None:
+    assert _redact.usable_secrets([b"abc", SECRET, SECRET]) == [SECRET]
+
+
+def test_provider_names_from_hosts() -> None:
+    assert provider_from_host("api.openai.com") == "openai"
+    assert provider_from_host("openrouter.ai") == "openrouter"
+    assert provider_from_host("api.anthropic.com") == "anthropic"
+    assert provider_from_host("generativelanguage.googleapis.com") == "gemini"
+    assert provider_from_host("myco.openai.azure.com") == "openai"
+    assert provider_from_host("notopenai.com") is None
+
+
+class _Sink:
+    """Stands in for the Recorder: records what the tap hands over."""
+
+    _enabled = True
+    _closed = False
+    _allowed = None
+    settings = SimpleNamespace(max_record_bytes=1 << 20)
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def record(self, provider: str, raw: object, meta: Any, session: Any, **details: Any) -> bool:
+        self.records.append({"provider": provider, "session": session, **details})
+        return True
+
+    def _count(self, name: str, n: int = 1) -> None:
+        pass
+
+
+def _capture_for(chunks: list[bytes], sink: _Sink) -> Capture:
+    request = httpx2.Request("POST", "https://api.openai.com/v1/chat/completions", content=b"{}")
+    capture = Tap(sink, "openai").begin(request)  # type: ignore[arg-type]
+    assert capture is not None
+    capture.head(httpx2.Response(200, headers={"content-type": "text/event-stream"}))
+    capture.chunks.extend(chunks)
+    capture.offsets.extend(range(len(chunks)))
+    return capture
+
+
+@pytest.mark.parametrize(
+    ("tail", "state"),
+    [
+        (b"data: [DONE]\n\n", "complete"),
+        (b'event: message_stop\ndata: {"type":"message_stop"}\n\n', "complete"),
+        (b"event: response.completed\ndata: {}\n\n", "complete"),
+        (b'data: {"candidates":[{"finishReason":"STOP"}]}\r\n\r\n', "complete"),
+        (b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n', "closed_early"),
+    ],
+)
+def test_close_is_judged_by_the_providers_terminal_event(tail: bytes, state: str) -> None:
+    sink = _Sink()
+    capture = _capture_for([b"data: {}\n\n", tail], sink)
+    capture.closed()
+    capture.closed()  # exactly once
+    assert [r["end_state"] for r in sink.records] == [state]
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def test_close_during_cancellation_or_generator_finalization() -> None:
+    sink = _Sink()
+    for exc in (asyncio.CancelledError(), GeneratorExit()):
+        capture = _capture_for([b"data: {}\n\n"], sink)
+        try:
+            _raise(exc)
+        except BaseException:
+            capture.closed()
+    assert [r["end_state"] for r in sink.records] == ["cancelled", "abandoned"]
+
+
+def test_a_finalizer_never_takes_a_lock_this_thread_may_hold(monkeypatch: Any) -> None:
+    recorder = Recorder(redis_url="redis://127.0.0.1:1/0", stream_prefix="unit-never-sent")
+    calls: list[str] = []
+    monkeypatch.setattr(recorder, "record", lambda *a, **k: calls.append(k["end_state"]) or True)
+    capture = _capture_for([b"x"], _Sink())
+    capture.tap = Tap(recorder, "openai")
+    lock: threading.Lock = recorder._buffer._lock
+    with lock:  # as if the GC ran inside record() on this very thread
+        capture.abandoned()
+    assert calls == []
+    assert len(_capture._deferred) == 1
+    _capture.drain_deferred()  # the next capture does this
+    assert calls == ["abandoned"]
+    recorder.close()
+
+
+def test_sessions_nest_and_reset() -> None:
+    assert current_session() is None
+    with Session("a", {"x": 1}):
+        with Session(None, {"y": 2}) as inner:
+            state = current_session()
+            assert state is not None
+            assert (state.session_id, state.metadata) == ("a", {"x": 1, "y": 2})
+        with inner:  # reusable after exit
+            pass
+        state = current_session()
+        assert state is not None
+        assert state.metadata == {"x": 1}
+    assert current_session() is None
+
+
+def test_session_metadata_is_copied_on_creation() -> None:
+    meta = {"k": "v"}
+    session = Session("s", meta)
+    meta["k"] = "changed"
+    with session:
+        state = current_session()
+        assert state is not None
+        assert state.metadata == {"k": "v"}
