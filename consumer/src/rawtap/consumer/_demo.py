@@ -61,9 +61,9 @@ def find_redis_server() -> str:
 
 
 @contextlib.contextmanager
-def private_redis() -> Iterator[str]:
+def private_redis(binary: str | None = None) -> Iterator[str]:
     """Run a throwaway redis-server on a free loopback port; yield its URL."""
-    binary = find_redis_server()
+    binary = binary or find_redis_server()
     with tempfile.TemporaryDirectory(prefix="rawtap-demo-") as workdir:
         port = _free_port()
         proc = subprocess.Popen(
@@ -188,8 +188,9 @@ def run_demo(
     with contextlib.ExitStack() as stack:
         label = redis_url
         if redis_url is None:
-            redis_url = stack.enter_context(private_redis())
-            label = f"private redis-server on {redis_url}"
+            binary = find_redis_server()
+            redis_url = stack.enter_context(private_redis(binary))
+            label = f"private {binary} on {redis_url}"
         prefix = f"rawtap-demo-{os.getpid()}-{time.time_ns() % 10**9}"
         settings = WorkerSettings(
             redis_url=redis_url,
