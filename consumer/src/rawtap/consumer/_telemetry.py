@@ -761,11 +761,14 @@ def _default_resource(consumer: str | None = None) -> Resource:
     ``service.name`` defaults to ``rawtap-worker`` and ``service.instance.id`` to the
     consumer name; both only when the environment does not set them.
     """
+    from opentelemetry.sdk.resources import OTELResourceDetector
+
     resource = Resource.create()
     extra: dict[str, str] = {}
     if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
         extra["service.name"] = "rawtap-worker"
-    if consumer and "service.instance.id" not in resource.attributes:
+    # The SDK fills in a random instance id; the consumer name is stable across restarts.
+    if consumer and "service.instance.id" not in OTELResourceDetector().detect().attributes:
         extra["service.instance.id"] = consumer
     return resource.merge(Resource(extra)) if extra else resource
 
