@@ -282,6 +282,8 @@ class WorkerTelemetry:
         self.settings = settings or TelemetrySettings()
         self.resource = resource or _default_resource()
         self.enabled = bool(span_processors or metric_readers)
+        self.span_processors = list(span_processors)
+        self.metric_readers = list(metric_readers)
         self.errors = 0
         self._closed = False
         self._log = _LogOnce()
