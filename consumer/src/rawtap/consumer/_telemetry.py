@@ -60,10 +60,11 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
+    TraceFlags,
     Tracer,
+    TraceState,
     set_span_in_context,
 )
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -98,6 +99,16 @@ _TOKEN_BUCKETS = [4.0**i for i in range(14)]
 _DURATION_BUCKETS = [0.01 * 2.0**i for i in range(14)]
 _PIPELINE_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
 _FAILED_STATES = (EndState.ERROR, EndState.TRANSPORT_ERROR)
+# The GenAI attributes that metrics carry (bounded cardinality: no ids).
+_METRIC_ATTRIBUTES = frozenset(
+    {
+        "gen_ai.operation.name",
+        "gen_ai.provider.name",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "server.address",
+    }
+)
 
 # WorkerStats field -> (metric name, unit, description, extra attributes).
 _COUNTERS: dict[str, tuple[str, str, str, dict[str, str]]] = {
@@ -233,19 +244,37 @@ def record_span_ids(record_id: str) -> tuple[int, int]:
     return trace_id, span_id
 
 
-_PROPAGATOR = TraceContextTextMapPropagator()
+_HEX = frozenset("0123456789abcdef")
 
 
 def _recorded_context(record: Record) -> SpanContext | None:
-    if not record.traceparent:
-        return None
-    carrier = {"traceparent": record.traceparent}
-    if record.tracestate:
-        carrier["tracestate"] = record.tracestate
-    from opentelemetry.trace import get_current_span
+    """The span context the producer captured, or None when absent or malformed.
 
-    ctx = get_current_span(_PROPAGATOR.extract(carrier)).get_span_context()
-    return ctx if ctx.is_valid else None
+    W3C ``traceparent``: ``version-traceid-parentid-flags`` in lowercase hex
+    (the tap writes version 00; later versions may append fields).
+    """
+    header = record.traceparent
+    if not header:
+        return None
+    parts = header.strip().split("-")
+    if len(parts) < 4 or [len(p) for p in parts[:4]] != [2, 32, 16, 2]:
+        return None
+    version, trace_hex, span_hex, flags_hex = parts[:4]
+    if version == "ff" or (version == "00" and len(parts) != 4):
+        return None
+    if not _HEX.issuperset(trace_hex + span_hex + flags_hex + version):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    state = TraceState.from_header([record.tracestate]) if record.tracestate else None
+    return SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=TraceFlags(int(flags_hex, 16)),
+        trace_state=state,
+    )
 
 
 class _LogOnce:
@@ -296,7 +325,9 @@ class WorkerTelemetry:
         for processor in span_processors:
             self._processor.add_span_processor(processor)
         self._has_spans = bool(span_processors)
+        self._has_metrics = bool(metric_readers)
         self._providers: dict[str | None, TracerProvider] = {}
+        self._tracers: dict[str | None, Tracer] = {}
         self._tracer = self._tracer_for(None)
         self._meter_provider = MeterProvider(
             metric_readers=list(metric_readers), resource=self.resource, shutdown_on_exit=False
@@ -346,6 +377,9 @@ class WorkerTelemetry:
         return telemetry
 
     def _tracer_for(self, service: str | None) -> Tracer:
+        tracer = self._tracers.get(service)
+        if tracer is not None:
+            return tracer
         provider = self._providers.get(service)
         if provider is None:
             resource = self.resource
@@ -365,7 +399,10 @@ class WorkerTelemetry:
             )
             if len(self._providers) < 256:  # bound the cache: services are few
                 self._providers[service] = provider
-        return provider.get_tracer(SCOPE)
+        tracer = provider.get_tracer(SCOPE)
+        if service in self._providers:
+            self._tracers[service] = tracer
+        return tracer
 
     def _instruments(self) -> None:
         meter = self._meter_provider.get_meter(SCOPE)
@@ -512,12 +549,14 @@ class WorkerTelemetry:
         for record, fields in zip(records, derived, strict=True):
             if id(record) in refused_ids:
                 continue
+            gen_ai = _gen_ai_attributes(record, fields)
             parent = _recorded_context(record)
-            span_context = self._record_span(record, fields, parent)
+            span_context = self._record_span(record, fields, parent, gen_ai)
             link_to = parent if parent is not None else span_context
             if link_to is not None:
                 links.append(Link(link_to, {"rawtap.record_id": record.record_id}))
-            self._record_metrics(record, fields, persisted_ns)
+            if self._has_metrics:
+                self._record_metrics(record, fields, persisted_ns, gen_ai[0])
         batch_attrs = {
             "messaging.system": "redis",
             "messaging.destination.name": stream,
@@ -548,11 +587,16 @@ class WorkerTelemetry:
         self._refresh_ledger(sink)
 
     def _record_span(
-        self, record: Record, fields: Derived, parent: SpanContext | None
+        self,
+        record: Record,
+        fields: Derived,
+        parent: SpanContext | None,
+        gen_ai: tuple[dict[str, Any], str | None, str | None],
     ) -> SpanContext | None:
         if not self._has_spans:
             return None
-        attributes, operation, request_model = _gen_ai_attributes(record, fields)
+        attributes, operation, request_model = gen_ai
+        attributes = dict(attributes)
         name = f"{operation} {request_model}" if operation and request_model else None
         if name is None:
             name = operation or f"{record.method or 'call'} {record.provider}"
@@ -582,20 +626,10 @@ class WorkerTelemetry:
         context_of_span: SpanContext = span.get_span_context()
         return context_of_span if context_of_span != INVALID_SPAN_CONTEXT else None
 
-    def _record_metrics(self, record: Record, fields: Derived, persisted_ns: int) -> None:
-        attributes, _, _ = _gen_ai_attributes(record, fields)
-        common = {
-            k: v
-            for k, v in attributes.items()
-            if k
-            in (
-                "gen_ai.operation.name",
-                "gen_ai.provider.name",
-                "gen_ai.request.model",
-                "gen_ai.response.model",
-                "server.address",
-            )
-        }
+    def _record_metrics(
+        self, record: Record, fields: Derived, persisted_ns: int, attributes: dict[str, Any]
+    ) -> None:
+        common = {k: v for k, v in attributes.items() if k in _METRIC_ATTRIBUTES}
         if record.service:
             common["rawtap.service"] = record.service
         if fields.input_tokens is not None:
