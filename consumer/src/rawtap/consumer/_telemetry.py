@@ -332,7 +332,8 @@ class WorkerTelemetry:
         self._meter_provider = MeterProvider(
             metric_readers=list(metric_readers), resource=self.resource, shutdown_on_exit=False
         )
-        self._instruments()
+        if self.enabled:  # a disabled instance (every worker's default) builds nothing more
+            self._instruments()
 
     # -- construction -----------------------------------------------------------
 
