@@ -4,6 +4,7 @@ The public surface::
 
     Worker          one consumer-group member: read → derive → commit → acknowledge
     WorkerStats     its counters
+    WorkerTelemetry its OpenTelemetry spans and metrics (TelemetrySettings: RAWTAP_TELEMETRY*)
     Sink, Store     the protocols a store implements (write side; read side)
     SqliteSink      the embedded default store; PostgresSink the production one
     open_sink       a store from a URL (sqlite:///path.db, postgresql://…)
@@ -44,6 +45,7 @@ from rawtap.consumer._sink import (
     open_sink,
 )
 from rawtap.consumer._sqlite import SqliteSink
+from rawtap.consumer._telemetry import TelemetrySettings, WorkerTelemetry
 from rawtap.consumer._worker import Worker, WorkerStats
 
 __all__ = [
@@ -60,9 +62,11 @@ __all__ = [
     "SqliteSink",
     "Store",
     "StoredRecord",
+    "TelemetrySettings",
     "ToolCall",
     "Worker",
     "WorkerStats",
+    "WorkerTelemetry",
     "derive",
     "derive_all",
     "export_jsonl",

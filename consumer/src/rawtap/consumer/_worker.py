@@ -39,6 +39,7 @@ from rawtap.consumer._derived import Derived
 from rawtap.consumer._redis import connect, describe, ensure_group
 from rawtap.consumer._retention import RetentionSchedule
 from rawtap.consumer._sink import Sink, SinkError, open_sink
+from rawtap.consumer._telemetry import WorkerTelemetry
 from rawtap.shared import (
     CodecError,
     Record,
@@ -93,7 +94,9 @@ class Worker:
     ``Worker(**overrides)`` reads :class:`rawtap.shared.WorkerSettings` from
     ``RAWTAP_*`` variables and keyword arguments; a sink or a Redis client may
     be passed in (the worker then does not close them). ``run()`` blocks until
-    ``stop()`` is called or a SIGTERM/SIGINT arrives.
+    ``stop()`` is called or a SIGTERM/SIGINT arrives. ``telemetry`` defaults to
+    :meth:`WorkerTelemetry.from_env` (off unless ``OTEL_*`` asks for it), which
+    the worker flushes and shuts down when it stops; one passed in is the caller's.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Worker:
         *,
         sink: Sink | None = None,
         client: "redis.Redis | None" = None,
+        telemetry: WorkerTelemetry | None = None,
         **overrides: Any,
     ) -> None:
         if settings is not None and overrides:
@@ -121,6 +125,9 @@ class Worker:
         self._retention = RetentionSchedule(
             self.settings.retention_s, self.settings.retention_interval_s
         )
+        self._owns_telemetry = telemetry is None
+        self.telemetry = telemetry or WorkerTelemetry.from_env(self.settings.consumer)
+        self.telemetry.attach(self)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -152,6 +159,8 @@ class Worker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._close()
+            if self._owns_telemetry:
+                self.telemetry.close()  # after the last acknowledgement, within its bound
             logger.info(
                 "rawtap worker %s stopped after %.1fs: %s",
                 self.settings.consumer,
@@ -308,6 +317,7 @@ class Worker:
     def _handle(
         self, client: "redis.Redis", sink: Sink, entries: Sequence[Entry], *, recovered: bool
     ) -> None:
+        started_ns = time.time_ns()
         self.stats.batches += 1
         self.stats.read += len(entries)
         deliveries = self._deliveries(client, entries) if recovered else {}
@@ -339,7 +349,9 @@ class Worker:
         # Derivation never raises; a body no parser can read is counted and stored raw.
         derived = derive_all([r for _, r in records])
         self.stats.derive_failures += sum(d.failed for d in derived)
+        commit_started = time.perf_counter()
         refused = self._commit(sink, [r for _, r in records], derived)
+        commit_s = time.perf_counter() - commit_started
         by_record = {id(rec): (entry_id, rec) for entry_id, rec in records}
         for rec, error in refused:
             entry_id, _ = by_record[id(rec)]
@@ -370,6 +382,17 @@ class Worker:
         self.stats.dead_lettered += len(letters)
         self.stats.trimmed_lost += len(accounting.trimmed)
         self.stats.acked += len(entries)
+        self.telemetry.batch(  # after XACK; never raises
+            self,
+            sink,
+            self.stream,
+            len(entries),
+            [r for _, r in records],
+            derived,
+            [r for r, _ in refused],
+            started_ns,
+            commit_s,
+        )
 
     def _account_trimmed(self, sink: Sink, entry_ids: list[bytes]) -> None:
         accounting = Accounting(stream=self.stream, trimmed=[e.decode() for e in entry_ids])

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
+from rawtap.producer import _metrics
 from rawtap.producer._buffer import RecordBuffer
 from rawtap.producer._details import RecordDetails
 from rawtap.producer._events import Callback, Event, Failed, RecorderStats
@@ -122,6 +123,8 @@ class Recorder:
         )
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
+        # Observable instruments, read when the host's SDK collects: nothing on record()'s path.
+        _metrics.register(self)
 
     # -- the hot path -------------------------------------------------------
 
@@ -398,6 +401,7 @@ class Recorder:
 
     def _record_latency(self, seconds: float) -> None:
         self._latency_s = seconds
+        _metrics.send_duration(seconds)
 
     def _emit(self, event: Event) -> None:
         for callback in list(self._subscribers):
