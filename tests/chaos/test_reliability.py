@@ -727,3 +727,48 @@ def test_p21_sink_outage(chaos: Chaos, postgres_url: str) -> None:
 def _pg_ready(conn: Any, schema: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.records",)).fetchone()
     return bool(row and row[0])
+
+
+def test_p24_sigterm_flushes_every_recorder_and_multiprocessing_children(chaos: Chaos) -> None:
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing, os, signal, sys, threading
+        from rawtap.producer import Recorder
+        url, prefix = {chaos.redis.url!r}, {chaos.prefix!r}
+        first = Recorder(redis_url=url, stream_prefix=prefix)
+        second = Recorder(redis_url=url, stream_prefix=prefix)
+
+        def child() -> None:  # leaves through os._exit(): no atexit
+            for i in range(300):
+                first.record("openai", b"c" * 200)
+            print("child", first.producer_id, flush=True)
+
+        ctx = multiprocessing.get_context("fork")
+        proc = ctx.Process(target=child)
+        proc.start()
+        proc.join()
+        assert proc.exitcode == 0
+        # The first record of `second` comes from another thread than the main one.
+        t = threading.Thread(target=lambda: [second.record("openai", b"t" * 200) for _ in range(400)])
+        t.start(); t.join()
+        for i in range(500):
+            first.record("openai", b"m" * 200)
+        print("main", first.producer_id, second.producer_id, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    child_id = lines["child"]
+    first_id, second_id = lines["main"].split()
+    chaos.start_worker("w1")
+    wait_until(lambda: _stored(chaos) == 1200, 30, "all three recorders' records")
+    with SqliteSink(chaos.db) as sink:
+        balances = {b.producer_id: b for b in sink.reconcile()}
+    expected = {child_id: 300, first_id: 500, second_id: 400}
+    for pid, n in expected.items():
+        assert balances[pid].stored == balances[pid].accepted == n, balances[pid]
+        assert balances[pid].final

@@ -96,7 +96,8 @@ class Recorder:
         self._enabled = self.settings.enabled
         self._allowed = self.settings.providers
         self._writer: StreamWriter | None = None
-        self._start_lock = threading.Lock()
+        # Re-entrant: a SIGTERM flush may call close() while this thread is in _start().
+        self._start_lock = threading.RLock()
         self._closed = False
         self._counters_lock = threading.Lock()
         self._counters: dict[str, int] = {}
@@ -123,6 +124,9 @@ class Recorder:
         )
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
+        _LIVE.add(self)
+        if self.settings.handle_sigterm:
+            _install_sigterm_flush()
         # Observable instruments, read when the host's SDK collects: nothing on record()'s path.
         _metrics.register(self)
 
@@ -355,9 +359,13 @@ class Recorder:
                 self._writer = writer
                 if not self._atexit_registered:
                     atexit.register(self._close_at_exit)
+                    # multiprocessing children leave through os._exit(), past atexit.
+                    from multiprocessing import util
+
+                    util.Finalize(self, _close_ref, args=(weakref.ref(self),), exitpriority=10)
                     self._atexit_registered = True
                 if self.settings.handle_sigterm:
-                    _install_sigterm_flush(self)
+                    _install_sigterm_flush()  # if built off the main thread, try again here
             return self._writer
 
     def _close_at_exit(self) -> None:
@@ -416,8 +424,9 @@ class Recorder:
         # parent's to send: start over with a new identity and an empty buffer.
         self.producer_id = new_producer_id()
         self._buffer.reset()
+        inherited = self._writer.journal_fds() if self._writer is not None else ()
         self._writer = None
-        self._start_lock = threading.Lock()
+        self._start_lock = threading.RLock()
         self._counters_lock = threading.Lock()
         self._counters = {}
         self._drops = {}
@@ -428,29 +437,42 @@ class Recorder:
         self._replayed_count = 0
         self._atexit_registered = False
         if self._journal is not None:
-            self._journal.forget_after_fork(self.producer_id)
+            self._journal.forget_after_fork(self.producer_id, *inherited)
 
 
-def _install_sigterm_flush(recorder: Recorder) -> None:
-    """On SIGTERM, flush (within the close bound) then die as SIGTERM would have.
+_LIVE: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+"""Every recorder of this process, for the SIGTERM flush."""
+_sigterm_installed = False
+
+
+def _close_ref(ref: "weakref.ReferenceType[Recorder]") -> None:
+    recorder = ref()
+    if recorder is not None:
+        recorder._close_at_exit()
+
+
+def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # Flush every recorder of the process (each within its close bound), then die
+    # as SIGTERM would have: exit status and parent notification unchanged.
+    for recorder in list(_LIVE):
+        recorder.close()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_sigterm_flush() -> None:
+    """Install the process-wide SIGTERM flush, once.
 
     Only when the host left SIGTERM at its default action and we are on the
-    main thread: a host that handles SIGTERM itself exits through atexit.
+    main thread (where Python runs signal handlers): a host that handles
+    SIGTERM itself exits through atexit, which flushes too.
     """
-    if threading.current_thread() is not threading.main_thread():
+    global _sigterm_installed  # noqa: PLW0603 - one handler per process
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-    ref = weakref.ref(recorder)
-
-    def on_sigterm(signum: int, _frame: FrameType | None) -> None:
-        current = ref()
-        if current is not None:
-            current.close()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterm_installed = True
 
 
 def _after_fork_in_child(ref: "weakref.ReferenceType[Recorder]") -> None:

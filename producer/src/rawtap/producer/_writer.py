@@ -137,6 +137,10 @@ class StreamWriter:
         self._thread.join(timeout + 1.0)
         return not self._thread.is_alive() and self._unsent == 0
 
+    def journal_fds(self) -> tuple[int, ...]:
+        """Journal descriptors this writer holds (a segment being replayed), for a forked child."""
+        return () if self._replaying is None else (self._replaying[0].fd,)
+
     @property
     def healthy(self) -> bool:
         """True when batches go straight to Redis."""
