@@ -136,26 +136,25 @@ class LocalCluster:
     def wait_ok(self, timeout: float = 30, replicas_expected: int | None = None) -> None:
         """Wait until every live node says ``cluster_state:ok`` and sees the same primaries."""
         deadline = time.monotonic() + timeout
-        last = ""
         while time.monotonic() < deadline:
-            try:
-                views = []
-                for node in self.alive_nodes():
-                    with node.client(1) as c:
-                        info = c.execute_command("CLUSTER", "INFO")
-                        text = info.decode() if isinstance(info, bytes) else str(info)
-                        last = text
-                        if "cluster_state:ok" not in text or "cluster_slots_ok:16384" not in text:
-                            raise _NotYet
-                        views.append(tuple(sorted(self._primaries(c))))
-                if len(set(views)) != 1:
-                    raise _NotYet
-                if replicas_expected is not None and self._replica_count() < replicas_expected:
-                    raise _NotYet
-                return
-            except (_NotYet, redis.RedisError):
-                time.sleep(0.1)
-        raise AssertionError(f"cluster not ok after {timeout}s: {last}")
+            with contextlib.suppress(redis.RedisError):
+                if self._ok(replicas_expected):
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"cluster not ok after {timeout}s")
+
+    def _ok(self, replicas_expected: int | None) -> bool:
+        views = set()
+        for node in self.alive_nodes():
+            with node.client(1) as c:
+                raw = c.execute_command("CLUSTER", "INFO")
+                text = raw.decode() if isinstance(raw, bytes) else str(raw)
+                if "cluster_state:ok" not in text or "cluster_slots_ok:16384" not in text:
+                    return False
+                views.add(tuple(sorted(self._primaries(c))))
+        if len(views) != 1:
+            return False
+        return replicas_expected is None or self._replica_count() >= replicas_expected
 
     @staticmethod
     def _primaries(client: redis.Redis) -> list[int]:
@@ -196,10 +195,6 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
-
-
-class _NotYet(Exception):
-    pass
 
 
 def _wait_ping(node: ClusterNode) -> None:
@@ -298,7 +293,7 @@ class CommandLog:
         counts: dict[str, int] = {}
         for args in self.commands():
             name = args[0].upper().decode()
-            if name == "XINFO" or name == "XGROUP":
+            if name in {"XINFO", "XGROUP"}:
                 name += " " + args[1].upper().decode()
             counts[name] = counts.get(name, 0) + 1
             keys = command_keys(args)
