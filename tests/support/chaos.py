@@ -195,9 +195,14 @@ class Chaos:
         """Wait until every record reached its end: recorders flushed, lag and pending 0."""
         for r in self.recorders:
             r.close(timeout)
-        wait_until(
-            lambda: self.lag() == 0 and self.pending() == 0, timeout, "lag and pending to reach 0"
-        )
+        wait_until(self.drained, timeout, "lag and pending to reach 0")
+
+    def drained(self, shards: list[int] | None = None) -> bool:
+        """Lag and pending are 0 (False while Redis does not answer, e.g. mid-failover)."""
+        try:
+            return self.lag(shards) == 0 and self.pending(shards=shards) == 0
+        except redis.RedisError:
+            return False
 
     def stored_seqs(self, producer_id: str) -> list[int]:
         """Seqs of one producer in the sink (with repeats, if any)."""

@@ -7,7 +7,7 @@ trip. Where a batch goes:
 
 * **Redis**, normally;
 * the **spill journal** on local disk when Redis fails (the outage lasts until
-  a PING succeeds, probed with capped exponential backoff) or when the
+  every shard's node answers, probed with capped exponential backoff) or when the
   slowest consumer group's backlog on the record's shard nears ``maxlen``
   (sending would let MAXLEN trim undelivered entries). The journal is
   replayed, oldest segment first, once Redis answers and every shard's
@@ -202,8 +202,10 @@ class StreamWriter:
                 if len(self._buffer) == 0:
                     replay_waits = self._journal is not None and not self._journal.is_empty()
                     self.wake.wait(_REPLAY_WAIT_S if replay_waits else _IDLE_WAIT_S)
-            self._replay_before_exit()
+            # The final report first: if Redis fails it, it is journaled and the replay
+            # below gets a second chance to send it (after a fresh probe of every shard).
             self._report(final=True)
+            self._replay_before_exit()
         except Exception:  # pragma: no cover - a bug; keep the host alive and say so once
             logger.exception("rawtap writer thread stopped by an unexpected error")
             self._recorder._count("internal_errors")
@@ -304,15 +306,27 @@ class StreamWriter:
         if not self._outage or now < self._probe_at:
             return
         try:
-            if self._client is None:
-                self._client = self._client_factory(self._settings)
-            self._client.ping()
+            self._probe()
         except redis.RedisError as e:
             self._enter_outage(e, 0)
             return
         self._outage = False
         self._check_at = 0.0  # read the backlog before sending again
         logger.info("rawtap: Redis is reachable again; sending and replaying the journal")
+
+    def _probe(self) -> None:
+        """Reach the node of every shard: ``XLEN`` each stream, in one pipelined trip.
+
+        Not ``PING``: a cluster client sends that to every node it knows, replicas
+        and failed nodes included, while what matters is that each shard's
+        current primary answers.
+        """
+        if self._client is None:
+            self._client = self._client_factory(self._settings)
+        pipe = self._client.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xlen(stream)
+        pipe.execute()
 
     def _maybe_check_backlog(self, now: float) -> None:
         if (
