@@ -204,6 +204,7 @@ class StreamWriter:
                     self.wake.wait(_REPLAY_WAIT_S if replay_waits else _IDLE_WAIT_S)
             # The final report first: if Redis fails it, it is journaled and the replay
             # below gets a second chance to send it (after a fresh probe of every shard).
+            self._probe_now()
             self._report(final=True)
             self._replay_before_exit()
         except Exception:  # pragma: no cover - a bug; keep the host alive and say so once
@@ -510,9 +511,7 @@ class StreamWriter:
         """
         if self._journal is None:
             return
-        if self._outage:  # one more look: Redis may be back and the backoff not yet over
-            self._probe_at = 0.0
-            self._maybe_probe(time.monotonic())
+        self._probe_now()
         while not self._journal.is_empty() and not self._outage:
             now = time.monotonic()
             if now >= self._deadline:
@@ -522,6 +521,12 @@ class StreamWriter:
                 time.sleep(min(_REPLAY_WAIT_S, max(0.0, self._deadline - now)))
             elif not self._replay_step():
                 return
+
+    def _probe_now(self) -> None:
+        """In an outage, one more look: Redis may be back and the backoff not yet over."""
+        if self._outage:
+            self._probe_at = 0.0
+            self._maybe_probe(time.monotonic())
 
     def _stop_replay(self, *, delete: bool) -> None:
         if self._replaying is not None and self._journal is not None:
