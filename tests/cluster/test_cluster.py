@@ -39,6 +39,11 @@ def _stored(chaos: Chaos) -> int:
         return sink.count()
 
 
+def _groups_ready(chaos: Chaos) -> bool:
+    with chaos.client() as client:
+        return all(client.exists(stream) for stream in chaos.streams)
+
+
 def _errorstats(node: ClusterNode) -> dict[str, int]:
     with node.client() as c:
         info = c.info("errorstats")
@@ -54,6 +59,7 @@ def test_exactly_once_through_a_worker_kill_and_a_primary_failover(
         recorders = [chaos.recorder(socket_timeout_s=0.5) for _ in range(2)]
         for name in ("w1", "w2", "w3"):
             chaos.start_worker(name, **WORKER)
+        wait_until(lambda: _groups_ready(chaos), 30, "the workers' groups on every shard")
         feeders = [
             threading.Thread(
                 target=produce, args=(r, 6000), kwargs={"rate_per_s": 1000, "sessions": SESSIONS}
@@ -62,7 +68,8 @@ def test_exactly_once_through_a_worker_kill_and_a_primary_failover(
         ]
         for f in feeders:
             f.start()
-        wait_until(lambda: _stored(chaos) > 1000, 30, "rows")
+        wait_until(lambda: all(r.stats().accepted > 2000 for r in recorders), 30, "load")
+        wait_until(lambda: _stored(chaos) > 0, 30, "rows")
         chaos.kill_worker("w2")  # it held a batch or two: the others reclaim them
         victim = cluster.primary_of(chaos.streams[0])
         victim_shards = {
