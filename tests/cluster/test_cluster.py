@@ -39,9 +39,12 @@ def _stored(chaos: Chaos) -> int:
         return sink.count()
 
 
-def _groups_ready(chaos: Chaos) -> bool:
-    with chaos.client() as client:
-        return all(client.exists(stream) for stream in chaos.streams)
+def _groups_ready(cluster: LocalCluster, chaos: Chaos) -> bool:
+    for stream in chaos.streams:
+        with cluster.primary_of(stream).client() as node:
+            if not node.exists(stream):
+                return False
+    return True
 
 
 def _errorstats(node: ClusterNode) -> dict[str, int]:
@@ -59,7 +62,7 @@ def test_exactly_once_through_a_worker_kill_and_a_primary_failover(
         recorders = [chaos.recorder(socket_timeout_s=0.5) for _ in range(2)]
         for name in ("w1", "w2", "w3"):
             chaos.start_worker(name, **WORKER)
-        wait_until(lambda: _groups_ready(chaos), 30, "the workers' groups on every shard")
+        wait_until(lambda: _groups_ready(cluster, chaos), 30, "the workers' groups on every shard")
         feeders = [
             threading.Thread(
                 target=produce, args=(r, 6000), kwargs={"rate_per_s": 1000, "sessions": SESSIONS}

@@ -127,7 +127,7 @@ class LocalCluster:
             check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
-        self.wait_ok(replicas_expected=size // (replicas + 1) * replicas)
+        self.wait_ok(timeout=60, replicas_expected=size // (replicas + 1) * replicas)
         return self
 
     def alive_nodes(self) -> list[ClusterNode]:
