@@ -16,6 +16,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -650,3 +651,79 @@ def test_p24_restart_replays_what_an_earlier_run_left(chaos: Chaos) -> None:
         balance = {b.producer_id: b for b in sink.reconcile()}[first[0]]
     assert balance.balanced
     assert balance.stored == 1000
+
+
+def test_p21_sink_outage(chaos: Chaos, postgres_url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from rawtap.consumer._postgres import split_url
+    from tests.support.tcpproxy import TcpProxy
+
+    schema = f"rawtap_chaos_{chaos.prefix.replace('-', '_')}"
+    base, _ = split_url(postgres_url)
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    proxied = base.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
+    assert proxied != base, f"the test expects PostgreSQL at 127.0.0.1:5432, got {base}"
+    sink_url = f"{proxied}?schema={schema}"
+    direct = psycopg.connect(postgres_url, autocommit=True)
+
+    def stored() -> int:
+        return int(
+            direct.execute(
+                sql.SQL("SELECT count(*) FROM {}.records").format(sql.Identifier(schema))
+            ).fetchone()[0]
+        )  # type: ignore[index]
+
+    def acked() -> int:
+        with chaos.client() as client:
+            group = client.xinfo_groups(chaos.stream)[0]
+        return int(group["entries-read"] or 0) - int(group["pending"])
+
+    try:
+        recorder = chaos.recorder()
+        proc = subprocess.Popen(
+            rawtap_command("worker"),
+            env=chaos.env("pg", sink_url=sink_url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        feeder = threading.Thread(target=produce, args=(recorder, N), kwargs={"rate_per_s": 400})
+        feeder.start()
+        wait_until(lambda: _pg_ready(direct, schema) and stored() > 200, 30, "rows in PostgreSQL")
+        proxy.cut()  # PostgreSQL unreachable for 30 s under load
+        cut_at = time.monotonic()
+        while time.monotonic() - cut_at < 30:
+            time.sleep(1)
+            assert acked() <= stored(), "an entry was acknowledged before its commit"
+            assert proc.poll() is None, "the worker died during the outage"
+        during = stored()
+        proxy.restore()
+        feeder.join()
+        recorder.close(30)
+        wait_until(lambda: stored() == N, 60, "everything stored after the outage")
+        wait_until(lambda: chaos.pending() == 0, 20, "nothing pending")
+        proc.send_signal(signal.SIGTERM)
+        _, log = proc.communicate(timeout=20)
+        assert proc.returncode == 0, log
+        assert "nothing acknowledged" in log
+        rows = direct.execute(
+            sql.SQL(
+                "SELECT count(*), count(DISTINCT record_id), count(DISTINCT seq) FROM {}.records"
+            ).format(sql.Identifier(schema))
+        ).fetchone()
+        assert rows == (N, N, N)
+        print(
+            f"\n[p21 PostgreSQL cut 30 s] accepted {N} = stored {N} (stored {during} before "
+            f"the link came back); acknowledged never ahead of committed"
+        )
+    finally:
+        proxy.close()
+        direct.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        direct.close()
+
+
+def _pg_ready(conn: Any, schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.records",)).fetchone()
+    return bool(row and row[0])

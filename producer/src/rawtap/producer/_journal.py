@@ -35,6 +35,7 @@ _FRAME = struct.Struct("<IIq")
 _FIELD = struct.Struct("<HI")
 _COUNT = struct.Struct("<H")
 _SUFFIX = ".seg"
+_TMP = ".tmp"
 
 Entry = dict[bytes, bytes]
 
@@ -130,6 +131,8 @@ class SpillJournal:
         """Append frames durably; raise JournalFull or OSError (nothing half-written stays)."""
         size = sum(map(len, frames))
         if self.total_bytes() + size > self.max_bytes:
+            self.rescan()  # other producers share the bound: count what is on disk now
+        if self.total_bytes() + size > self.max_bytes:
             raise JournalFull(f"spill journal {self.directory} is full ({self.max_bytes} bytes)")
         if self._active_fd is None or self._active_size + size > self.segment_bytes:
             self._rotate()
@@ -161,12 +164,21 @@ class SpillJournal:
         while True:
             self._number += 1
             path = self.directory / f"{self.producer_id}-{self._number:08d}{_SUFFIX}"
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-            except FileExistsError:
+            if path.exists():
                 continue
+            # Lock before the segment becomes visible under its name: a replaying
+            # producer must never claim (and delete) a segment we are about to fill.
+            tmp = path.with_name(path.name + _TMP)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.rename(tmp, path)
+            except OSError:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
             break
-        fcntl.flock(fd, fcntl.LOCK_EX)
         self._active, self._active_fd, self._active_size = path, fd, 0
 
     def seal(self) -> None:
@@ -180,11 +192,17 @@ class SpillJournal:
             self._active = None
             self._active_size = 0
 
-    def forget_after_fork(self, producer_id: str) -> None:
-        """In a forked child: drop the parent's open segment without touching it."""
-        if self._active_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._active_fd)  # our copy of the parent's descriptor only
+    def forget_after_fork(self, producer_id: str, *inherited_fds: int) -> None:
+        """In a forked child: drop the parent's open segments without touching them.
+
+        ``inherited_fds`` are other journal descriptors the parent held (a segment
+        it was replaying): closing the child's copies leaves the parent's locks
+        alone but keeps this process from pinning them after the parent is gone.
+        """
+        for fd in (self._active_fd, *inherited_fds):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # our copy of the parent's descriptor only
         self._active = None
         self._active_fd = None
         self._active_size = 0
@@ -215,8 +233,13 @@ class SpillJournal:
             self._known_bytes = total
         return self._known_bytes
 
+    def rescan(self) -> None:
+        """Forget the cached size: other producers append to and replay the same directory."""
+        self._known_bytes = -1
+
     def is_empty(self) -> bool:
-        """True when nothing waits to be replayed (nor is being appended)."""
+        """True when nothing waits to be replayed (nor is being appended), as on disk now."""
+        self.rescan()
         return self.total_bytes() == 0
 
     def claim_oldest(self, *, include_active: bool) -> Segment | None:
@@ -232,15 +255,19 @@ class SpillJournal:
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                deleted = os.fstat(fd).st_nlink == 0  # replayed and deleted meanwhile
             except OSError as e:
+                # Locked: a live producer appends to it or replays it. Anything else:
+                # leave that segment to a later pass rather than stop replaying.
                 os.close(fd)
-                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    continue  # a live producer is appending to it, or replaying it
-                raise
-            if not path.exists():  # replayed and deleted by someone else meanwhile
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    logger.warning("rawtap: cannot lock %s (%s); skipped", path.name, e)
+                continue
+            if deleted:
                 os.close(fd)
                 continue
             return Segment(path, path.name.rsplit("-", 1)[0], fd)
+        self.rescan()
         return None
 
     def finished(self, segment: Segment, *, delete: bool) -> None:
