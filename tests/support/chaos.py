@@ -1,5 +1,9 @@
 """A whole pipeline under fault injection: private Redis, worker processes, reconciliation.
 
+The Redis is a private ``redis-server`` or a local Redis Cluster
+(:mod:`tests.support.cluster`); with ``shards`` > 1 the lag and pending
+figures cover every shard's stream.
+
 Every chaos test ends with :meth:`Chaos.reconcile`, which checks, per producer,
 ``P = D + Q + L`` with the three parts disjoint (accepted = stored +
 dead-lettered + lost with a reason) and one row per ``(producer_id, seq)``.
@@ -15,14 +19,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from rawtap.consumer import SqliteSink
 from rawtap.producer import Recorder
-from rawtap.shared import SeqRange, StreamNames
+from rawtap.shared import SeqRange, StreamNames, open_redis
 from tests.support.pipeline import wait_until
 from tests.support.services import RedisServer
+
+if TYPE_CHECKING:
+    from tests.support.cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = "rawtap"
@@ -50,25 +58,35 @@ class Outcome:
 class Chaos:
     """One scenario's pipeline."""
 
-    redis: RedisServer
+    redis: RedisServer | LocalCluster
     prefix: str
     tmp: Path
+    shards: int = 1
     workers: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     recorders: list[Recorder] = field(default_factory=list)
 
     @property
     def stream(self) -> str:
-        """The stream key."""
+        """The stream key of shard 0 (the only one unless ``shards`` > 1)."""
         return StreamNames(self.prefix).shard(0)
+
+    @property
+    def streams(self) -> list[str]:
+        """Every shard's stream key."""
+        return StreamNames(self.prefix).shards(self.shards)
 
     @property
     def db(self) -> Path:
         """The SQLite file the workers commit to."""
         return self.tmp / "chaos.db"
 
-    def client(self) -> redis.Redis:
-        """A plain client on the scenario's Redis."""
+    def client(self) -> Any:
+        """A client on the scenario's Redis (a cluster client for a cluster)."""
+        if self.redis.url.startswith("redis+cluster://"):
+            return open_redis(
+                self.redis.url, cluster=True, socket_timeout=10, connect_timeout=5, name="test"
+            )
         return redis.Redis.from_url(self.redis.url, socket_timeout=10)
 
     def env(self, consumer: str, **settings: object) -> dict[str, str]:
@@ -81,6 +99,7 @@ class Chaos:
             "RAWTAP_CONSUMER": consumer,
             "RAWTAP_BLOCK_MS": "100",
             "RAWTAP_CLAIM_IDLE_MS": "60000",
+            "RAWTAP_SHARDS": str(self.shards),
         }
         env.update(
             {
@@ -129,42 +148,61 @@ class Chaos:
     def recorder(self, **settings: object) -> Recorder:
         """A producer on this scenario's stream, spilling into the scenario's directory."""
         settings.setdefault("spill_dir", str(self.tmp / "spill"))
+        settings.setdefault("shards", self.shards)
         recorder = Recorder(redis_url=self.redis.url, stream_prefix=self.prefix, **settings)
         self.recorders.append(recorder)
         return recorder
 
-    def pending(self, consumer: str | None = None) -> int:
-        """Entries pending in the group (for one consumer, if named)."""
+    def pending(self, consumer: str | None = None, shards: list[int] | None = None) -> int:
+        """Entries pending in the group over the shards (for one consumer, if named)."""
+        total = 0
         with self.client() as client:
-            try:
-                info = client.xpending(self.stream, GROUP)
-            except redis.ResponseError:
-                return 0
-        if consumer is None:
-            return int(info["pending"])
-        return sum(int(c["pending"]) for c in info["consumers"] if c["name"] == consumer.encode())
+            for k in range(self.shards) if shards is None else shards:
+                try:
+                    info = client.xpending(self.streams[k], GROUP)
+                except redis.ResponseError:
+                    continue
+                if consumer is None:
+                    total += int(info["pending"])
+                else:
+                    total += sum(
+                        int(c["pending"])
+                        for c in info["consumers"]
+                        if c["name"] == consumer.encode()
+                    )
+        return total
 
-    def lag(self) -> int:
-        """Entries the group has not read yet (0 once it delivered the newest entry)."""
+    def lag(self, shards: list[int] | None = None) -> int:
+        """Entries the group has not read yet, over the shards (0 once each delivered its newest)."""
+        total = 0
         with self.client() as client:
-            if not client.exists(self.stream):
-                return 0
-            info = client.xinfo_stream(self.stream)
-            groups = client.xinfo_groups(self.stream)
-            if not groups:
-                return int(info["length"])
-            behind = [g for g in groups if g["last-delivered-id"] != info["last-generated-id"]]
-            return max(
-                (min(int(g["lag"] or 0), int(info["length"])) or 1 for g in behind), default=0
-            )
+            for k in range(self.shards) if shards is None else shards:
+                stream = self.streams[k]
+                if not client.exists(stream):
+                    continue
+                info = client.xinfo_stream(stream)
+                groups = client.xinfo_groups(stream)
+                if not groups:
+                    total += int(info["length"])
+                    continue
+                behind = [g for g in groups if g["last-delivered-id"] != info["last-generated-id"]]
+                total += max(
+                    (min(int(g["lag"] or 0), int(info["length"])) or 1 for g in behind), default=0
+                )
+        return total
 
     def drain(self, timeout: float = 60) -> None:
         """Wait until every record reached its end: recorders flushed, lag and pending 0."""
         for r in self.recorders:
             r.close(timeout)
-        wait_until(
-            lambda: self.lag() == 0 and self.pending() == 0, timeout, "lag and pending to reach 0"
-        )
+        wait_until(self.drained, timeout, "lag and pending to reach 0")
+
+    def drained(self, shards: list[int] | None = None) -> bool:
+        """Lag and pending are 0 (False while Redis does not answer, e.g. mid-failover)."""
+        try:
+            return self.lag(shards) == 0 and self.pending(shards=shards) == 0
+        except redis.RedisError:
+            return False
 
     def stored_seqs(self, producer_id: str) -> list[int]:
         """Seqs of one producer in the sink (with repeats, if any)."""

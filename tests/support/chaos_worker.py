@@ -6,7 +6,7 @@ variables plus any of:
 ``CHAOS_SLEEP_BEFORE_COMMIT_S``  sleep before each commit (a slow sink: time to SIGSTOP/kill)
 ``CHAOS_CRASH_AFTER_COMMITS``    kill -9 itself right after the Nth commit, before XACK
 ``CHAOS_CRASH_ON_POISON``        kill -9 itself on a batch with a ``{"poison": true}`` record
-``CHAOS_FAIL_FIRST_COMMIT_PCT``  fail this % of batches' first commit attempt (transient error)
+``CHAOS_FAIL_FIRST_COMMIT_PCT``  fail the first commit of this % of batches (every 100/pct-th)
 
 The failpoints live here, in the tests, not in the product.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import sys
 import time
@@ -38,6 +37,7 @@ class ChaosSink(SqliteSink):
         self.crash_on_poison = bool(os.environ.get("CHAOS_CRASH_ON_POISON"))
         self.fail_pct = float(os.environ.get("CHAOS_FAIL_FIRST_COMMIT_PCT", "0"))
         self.failed_once: set[str] = set()
+        self.batches_seen = 0
 
     def write(
         self,
@@ -48,9 +48,12 @@ class ChaosSink(SqliteSink):
         if self.crash_on_poison and any(r.metadata.get("poison") for r in records):
             os.kill(os.getpid(), signal.SIGKILL)
         key = records[0].record_id
-        if self.fail_pct and key not in self.failed_once and random.random() * 100 < self.fail_pct:
+        # Deterministic: the first commit of every (100 / pct)th new batch fails.
+        if self.fail_pct and key not in self.failed_once:
             self.failed_once.add(key)
-            raise SinkError("chaos: simulated commit failure", transient=True)
+            self.batches_seen += 1
+            if self.batches_seen % round(100 / self.fail_pct) == 1:
+                raise SinkError("chaos: simulated commit failure", transient=True)
         if self.sleep_s:
             time.sleep(self.sleep_s)
         stored = super().write(records, persisted_at_ns, derived)

@@ -68,6 +68,22 @@ SinkUrl = Annotated[
     str | None,
     typer.Option("--sink", help="Sink URL, e.g. sqlite:///rawtap.db [env: RAWTAP_SINK_URL]"),
 ]
+ShardCount = Annotated[
+    int | None,
+    typer.Option(
+        "--shard-count",
+        help="Shard streams producers write (rawtap:{0} ...), as they are configured "
+        "[env: RAWTAP_SHARDS]",
+    ),
+]
+Cluster = Annotated[
+    bool | None,
+    typer.Option(
+        "--cluster/--no-cluster",
+        help="Use the Redis Cluster client (implied by redis+cluster:// URLs) "
+        "[env: RAWTAP_CLUSTER]",
+    ),
+]
 
 _debug = False
 
@@ -110,9 +126,19 @@ def worker(
     block_ms: Annotated[
         int | None, typer.Option("--block-ms", help="Blocking read time [env: RAWTAP_BLOCK_MS]")
     ] = None,
+    shard_count: ShardCount = None,
+    shards: Annotated[
+        str | None,
+        typer.Option(
+            "--shards",
+            help="Read only these shards, e.g. 0-3 or 0,2,5 (default: all) "
+            "[env: RAWTAP_READ_SHARDS]",
+        ),
+    ] = None,
+    cluster: Cluster = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
 ) -> None:
-    """Consume the stream into the sink until SIGTERM/SIGINT (then exit 0)."""
+    """Consume the shard streams into the sink until SIGTERM/SIGINT (then exit 0)."""
     _setup_logging(log_level)
     settings = load_settings(
         WorkerSettings,
@@ -123,6 +149,9 @@ def worker(
         consumer=consumer,
         batch_size=batch_size,
         block_ms=block_ms,
+        shards=shard_count,
+        read_shards=shards,
+        cluster=cluster,
     )
     sink_obj = open_sink(settings.sink_url)
     client = connect(settings, name=f"rawtap-worker:{settings.consumer}")
@@ -131,10 +160,11 @@ def worker(
     except redis.RedisError as e:
         sink_obj.close()
         _fail(describe(e, settings.redis_url))
+    names = StreamNames(settings.stream_prefix)
     logging.getLogger("rawtap.consumer").info(
         "rawtap worker %s: %s -> %s (group %s)",
         settings.consumer,
-        StreamNames(settings.stream_prefix).shard(0),
+        ", ".join(names.shard(k) for k in settings.assigned_shards),
         settings.sink_url,
         settings.group,
     )
@@ -148,17 +178,33 @@ def stats(
     redis_url: RedisUrl = None,
     stream_prefix: Prefix = None,
     sink: SinkUrl = None,
+    shard_count: ShardCount = None,
+    cluster: Cluster = None,
+    lag_warn: Annotated[
+        int, typer.Option("--lag-warn", min=1, help="Name shards with at least this many unread.")
+    ] = 10_000,
+    stall_s: Annotated[
+        float,
+        typer.Option(
+            "--stall-s", min=0, help="Name shards with unread entries nobody read for this long."
+        ),
+    ] = 30.0,
 ) -> None:
-    """Show stream length, group lag and pending, dead letters and rows in the sink."""
+    """Show each shard's length, lag and pending, dead letters, and rows in the sink."""
     settings = load_settings(
-        WorkerSettings, redis_url=redis_url, stream_prefix=stream_prefix, sink_url=sink
+        WorkerSettings,
+        redis_url=redis_url,
+        stream_prefix=stream_prefix,
+        sink_url=sink,
+        shards=shard_count,
+        cluster=cluster,
     )
     names = StreamNames(settings.stream_prefix)
     client = connect(settings, name="rawtap-cli")
     sink_obj = open_sink(settings.sink_url) if sink or "RAWTAP_SINK_URL" in os.environ else None
     sink_reconciliation: list[ProducerBalance] = []
     try:
-        figures = gather(client, names.shard(0), names.dead_letters, sink_obj)
+        figures = gather(client, names.shards(settings.shards), names.dead_letters, sink_obj)
         if sink_obj is not None:
             sink_reconciliation = sink_obj.reconcile()
     except redis.RedisError as e:
@@ -167,22 +213,38 @@ def stats(
         client.close()
         if sink_obj is not None:
             sink_obj.close()
-    typer.echo(
-        f"stream {figures.stream}: length {figures.length}, dead letters {figures.dead_letters}"
-    )
-    if figures.trimmed_before_delivery:
+    if len(figures.shards) > 1:
         typer.echo(
-            f"  WARNING: {figures.trimmed_before_delivery} entries were trimmed by MAXLEN "
-            "before a group read them"
+            f"{len(figures.shards)} shards: length {figures.length}, unread {figures.backlog}, "
+            f"pending {figures.pending}"
         )
-    if not figures.groups:
-        typer.echo("  no consumer group yet (no worker has started)")
-    for g in figures.groups:
-        lag = "n/a (Redis < 7)" if g.lag is None else str(g.lag)
+    lagging = []
+    for shard in figures.shards:
         typer.echo(
-            f"  group {g.name}: consumers {g.consumers}, pending {g.pending}, lag {lag}, "
-            f"last delivered {g.last_delivered_id}"
+            f"stream {shard.stream}: length {shard.length}, unread {shard.backlog}, "
+            f"pending {shard.pending}"
         )
+        if shard.trimmed_before_delivery:
+            typer.echo(
+                f"  WARNING: {shard.trimmed_before_delivery} entries were trimmed by MAXLEN "
+                "before a group read them"
+            )
+        if not shard.groups:
+            typer.echo("  no consumer group yet (no worker has started)")
+        for g in shard.groups:
+            lag = "n/a (Redis < 7)" if g.lag is None else str(g.lag)
+            typer.echo(
+                f"  group {g.name}: consumers {g.consumers}, pending {g.pending}, lag {lag}, "
+                f"last delivered {g.last_delivered_id}"
+            )
+        why = shard.lagging(lag_warn, int(stall_s * 1000))
+        if why is not None:
+            lagging.append((shard, why))
+    for shard, why in lagging:
+        typer.echo(f"WARNING: shard {shard.shard} ({shard.stream}) lags: {why}")
+    if len(figures.shards) > 1 and lagging:
+        typer.echo("lagging shards: " + ",".join(str(shard.shard) for shard, _ in lagging))
+    typer.echo(f"dead letters ({names.dead_letters}): {figures.dead_letters}")
     if sink_obj is not None:
         typer.echo(f"sink {settings.sink_url}: {figures.stored} records")
         _print_reconciliation(sink_reconciliation)

@@ -2,32 +2,35 @@
 
 redis-py is given explicit timeouts and no automatic retry. A blocking read
 must not hit the socket timeout, so reads get ``block`` plus the timeout.
+``redis+cluster://`` URLs (or ``cluster=True``) give the Redis Cluster client.
 """
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from typing import TYPE_CHECKING
 
-from rawtap.shared import RawtapError, WorkerSettings
+import redis
+
+from rawtap.shared import RawtapError, WorkerSettings, open_redis
+
+if TYPE_CHECKING:
+    from rawtap.shared._connection import RedisClient
 
 
 class RedisUnavailable(RawtapError):
     """Redis cannot be reached; the message names the URL and how to start one."""
 
 
-def connect(settings: WorkerSettings, *, name: str = "rawtap-worker") -> "redis.Redis":
+def connect(settings: WorkerSettings, *, name: str = "rawtap-worker") -> "RedisClient":
     """A client whose socket timeout outlasts a blocking read, with no hidden retries."""
-    return redis.Redis.from_url(
+    return open_redis(
         settings.redis_url,
+        cluster=settings.use_cluster,
         socket_timeout=settings.socket_timeout_s + settings.block_ms / 1000,
-        socket_connect_timeout=settings.connect_timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-        client_name=name,
+        connect_timeout=settings.connect_timeout_s,
+        name=name,
     )
 
 
-def ensure_group(client: "redis.Redis", stream: str, group: str) -> bool:
+def ensure_group(client: "RedisClient", stream: str, group: str) -> bool:
     """Create ``group`` on ``stream`` at id 0 (creating the stream); True if it was created.
 
     Starting at ``0``, not ``$``, means records written before any worker

@@ -71,10 +71,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rawtap.consumer._derive import _request_model
 from rawtap.consumer._derived import Derived
 from rawtap.shared import ConfigError, EndState, Record, range_count
+from rawtap.shared._connection import RedisClient
 
 if TYPE_CHECKING:
-    import redis
-
     from rawtap.consumer._sink import Sink
     from rawtap.consumer._worker import Worker
 
@@ -736,7 +735,7 @@ class _StreamProbe:
 
     def __init__(self, worker: "Worker") -> None:
         self._settings = worker.settings
-        self._client: redis.Redis | None = None
+        self._client: RedisClient | None = None
         self._cache: dict[str, tuple[float, Any]] = {}
 
     def observe(self, stream: str, dead: str, what: str, log: _LogOnce) -> list[Observation]:
@@ -745,13 +744,14 @@ class _StreamProbe:
         except Exception:  # noqa: BLE001 - Redis down: no observation, the worker goes on
             log.once("streams", "rawtap telemetry: cannot read stream figures")
             return []
+        (shard,) = figures.shards
         if what == "length":
             return [
-                Observation(figures.length, {"messaging.destination.name": stream}),
+                Observation(shard.length, {"messaging.destination.name": stream}),
                 Observation(figures.dead_letters, {"messaging.destination.name": dead}),
             ]
         out = []
-        for group in figures.groups:
+        for group in shard.groups:
             value = group.lag if what == "lag" else group.pending
             if value is not None:
                 attrs = {
@@ -772,7 +772,7 @@ class _StreamProbe:
 
         if self._client is None:
             self._client = connect(self._settings, name="rawtap-telemetry")
-        figures = gather(self._client, stream, dead, None)
+        figures = gather(self._client, [stream], dead, None)
         self._cache[stream] = (now, figures)
         return figures
 
@@ -789,7 +789,7 @@ def _worker_stats_type() -> type:
 
 
 def _streams_of(worker: "Worker") -> list[str]:
-    return [worker.stream]
+    return list(worker.streams)  # the shards this worker reads
 
 
 def _default_resource(consumer: str | None = None) -> Resource:

@@ -19,6 +19,15 @@ refuses as data goes to the dead-letter stream. A *transient* sink failure
 backoff, acknowledging nothing; Redis failures back off and re-read the
 pending list. SIGTERM/SIGINT stop the reading; the batch in hand is committed
 and acknowledged, and ``run`` returns.
+
+**Shards.** A worker reads every shard (``rawtap:{0}`` …) or the subset
+``read_shards`` names, one single-key command at a time: each shard has its
+own consumer group, pending cursor, claim loop and Redis backoff, so a shard
+whose node fails over does not stall the others. While entries flow, every
+shard gets one non-blocking read per sweep (round robin, so no shard starves);
+once a sweep finds nothing, the worker blocks on one shard at a time, in turn,
+for ``block_ms / shards``, so a new entry on any shard is seen within about
+``block_ms``.
 """
 
 import logging
@@ -28,7 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import FrameType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 import redis
@@ -51,6 +60,9 @@ from rawtap.shared import (
     load_settings,
 )
 
+if TYPE_CHECKING:
+    from rawtap.shared._connection import RedisClient
+
 logger = logging.getLogger(__name__)
 
 _BACKOFF_FIRST_S = 0.1
@@ -61,6 +73,20 @@ Entry = tuple[bytes, dict[bytes, bytes] | None]
 
 class _Stopped(Exception):
     """Raised inside a commit retry when a stop was requested and the sink is still down."""
+
+
+@dataclass(slots=True)
+class _Shard:
+    """Where the worker stands on one shard's stream."""
+
+    stream: str
+    cursor: bytes | None = b"0"
+    """Our own pending entries are read first, from this id; None once we read new ones."""
+    group_ready: bool = False
+    had_group: bool = False
+    """The group existed once: creating it again means Redis lost it."""
+    retry_at: float = 0.0
+    delay: float = _BACKOFF_FIRST_S
 
 
 @dataclass(slots=True)
@@ -89,7 +115,7 @@ class WorkerStats:
 
 
 class Worker:
-    """Consumes one rawtap stream into a sink, acknowledging only after commit.
+    """Consumes rawtap's shard streams into a sink, acknowledging only after commit.
 
     ``Worker(**overrides)`` reads :class:`rawtap.shared.WorkerSettings` from
     ``RAWTAP_*`` variables and keyword arguments; a sink or a Redis client may
@@ -104,14 +130,18 @@ class Worker:
         settings: WorkerSettings | None = None,
         *,
         sink: Sink | None = None,
-        client: "redis.Redis | None" = None,
+        client: "RedisClient | None" = None,
         telemetry: WorkerTelemetry | None = None,
         **overrides: Any,
     ) -> None:
         if settings is not None and overrides:
             settings = settings.model_copy(update=overrides)
         self.settings = settings or load_settings(WorkerSettings, **overrides)
-        self.stream = StreamNames(self.settings.stream_prefix).shard(0)
+        names = StreamNames(self.settings.stream_prefix)
+        self.streams = [names.shard(k) for k in self.settings.assigned_shards]
+        """The shard streams this worker reads."""
+        self.stream = self.streams[0]
+        """The first of them (the only one with a single shard)."""
         self.dead_letter_stream = StreamNames(self.settings.stream_prefix).dead_letters
         self._owns_sink = sink is None
         self._sink = sink
@@ -185,61 +215,94 @@ class Worker:
 
     # -- the loop ----------------------------------------------------------------
 
-    def _loop(self, client: "redis.Redis", sink: Sink) -> None:
-        settings = self.settings
-        cursor: bytes | None = b"0"  # our own pending entries first; None means read new ones
-        group_ready = False
-        delay = _BACKOFF_FIRST_S
+    def _loop(self, client: "RedisClient", sink: Sink) -> None:
+        shards = [_Shard(stream) for stream in self.streams]
+        idle = False
+        turn = 0
         while not self._stopping.is_set():
-            try:
-                if not group_ready:
-                    if ensure_group(client, self.stream, settings.group):
-                        self.stats.groups_created += 1
-                        # After the first start, a missing group means Redis lost it.
-                        log = logger.warning if self.stats.groups_created > 1 else logger.info
-                        log("created consumer group %s on %s", settings.group, self.stream)
-                    group_ready = True
-                self.stats.purged += self._retention.tick(sink)
-                if time.monotonic() >= self._claim_at:
-                    self._claim(client, sink)
-                if cursor is not None:
-                    entries = self._read(client, cursor, block=None)
-                    if not entries:
-                        cursor = None
-                        continue
-                    cursor = entries[-1][0]
-                    self._handle(client, sink, entries, recovered=True)
-                else:
-                    entries = self._read(client, b">", block=settings.block_ms)
-                    if not entries:
-                        self._idle.set()
-                        continue
-                    self._idle.clear()
-                    self._handle(client, sink, entries, recovered=False)
-                delay = _BACKOFF_FIRST_S
-            except _Stopped:
-                return
-            except redis.ResponseError as e:
-                if "NOGROUP" not in str(e):
-                    self._fail("redis_errors", describe(e, settings.redis_url), delay)
-                    delay = min(delay * 2, _BACKOFF_MAX_S)
-                group_ready = False
-                cursor = b"0"
-            except redis.RedisError as e:
-                self._fail("redis_errors", describe(e, settings.redis_url), delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-                cursor = b"0"
+            now = time.monotonic()
+            live = [shard for shard in shards if shard.retry_at <= now]
+            if not live:  # every shard is backing off after a Redis error
+                self._stopping.wait(min(shard.retry_at for shard in shards) - now)
+                continue
+            self.stats.purged += self._retention.tick(sink)
+            claim = now >= self._claim_at
+            if claim:
+                self._claim_at = now + self._claim_every_s
+            if idle and not claim:
+                # Nothing anywhere last time: wait for new entries on one shard at a time.
+                turn = (turn + 1) % len(live)
+                visit, block = [live[turn]], max(1, self.settings.block_ms // len(shards))
+            else:
+                visit, block = live, None
+            found = False
+            for shard in visit:
+                if self._stopping.is_set():
+                    break
+                try:
+                    found |= self._step(client, sink, shard, claim=claim, block=block)
+                except _Stopped:
+                    return
+                except redis.RedisError as e:
+                    self._shard_failed(shard, e)
+            idle = not found
+            if idle:
+                self._idle.set()
+            else:
+                self._idle.clear()
 
-    def _fail(self, counter: str, message: str, delay: float) -> None:
-        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-        logger.warning("%s; retrying in %.1fs", message, delay)
-        self._stopping.wait(delay)
+    def _step(
+        self, client: "RedisClient", sink: Sink, shard: _Shard, *, claim: bool, block: int | None
+    ) -> bool:
+        """One read (and claim, when due) on one shard; True if there was something to do."""
+        if not shard.group_ready:
+            if ensure_group(client, shard.stream, self.settings.group):
+                self.stats.groups_created += 1
+                log = logger.warning if shard.had_group else logger.info
+                log("created consumer group %s on %s", self.settings.group, shard.stream)
+            shard.group_ready = shard.had_group = True
+        if claim:
+            self._claim(client, sink, shard.stream)
+        if shard.cursor is not None:
+            entries = self._read(client, shard.stream, shard.cursor, block=None)
+            if not entries:
+                shard.cursor = None  # own pending list done: read new entries right away
+                return True
+            shard.cursor = entries[-1][0]
+            self._handle(client, sink, shard.stream, entries, recovered=True)
+        else:
+            entries = self._read(client, shard.stream, b">", block=block)
+            if not entries:
+                return False
+            self._handle(client, sink, shard.stream, entries, recovered=False)
+        shard.delay = _BACKOFF_FIRST_S
+        return True
 
-    def _read(self, client: "redis.Redis", cursor: bytes, block: int | None) -> list[Entry]:
+    def _shard_failed(self, shard: _Shard, error: redis.RedisError) -> None:
+        """Back off on this shard only; re-read its pending list when it answers again."""
+        shard.cursor = b"0"
+        if isinstance(error, redis.ResponseError):
+            shard.group_ready = False
+            if "NOGROUP" in str(error):
+                return  # Redis lost the group: recreate it at once
+        self.stats.redis_errors += 1
+        where = f" (stream {shard.stream})" if len(self.streams) > 1 else ""
+        logger.warning(
+            "%s%s; retrying in %.1fs",
+            describe(error, self.settings.redis_url),
+            where,
+            shard.delay,
+        )
+        shard.retry_at = time.monotonic() + shard.delay
+        shard.delay = min(shard.delay * 2, _BACKOFF_MAX_S)
+
+    def _read(
+        self, client: "RedisClient", stream: str, cursor: bytes, block: int | None
+    ) -> list[Entry]:
         reply = client.xreadgroup(
             self.settings.group,
             self.settings.consumer,
-            {self.stream: cursor},
+            {stream: cursor},
             count=self.settings.batch_size,
             block=block,
         )
@@ -252,13 +315,13 @@ class Worker:
 
     # -- reclaiming from dead consumers -------------------------------------------
 
-    def _claim(self, client: "redis.Redis", sink: Sink) -> None:
+    def _claim(self, client: "RedisClient", sink: Sink, stream: str) -> None:
         """Take over entries idle past ``claim_idle`` (XAUTOCLAIM, following its cursor)."""
         self._claim_at = time.monotonic() + self._claim_every_s
         start = b"0-0"
         while not self._stopping.is_set():
             reply = client.xautoclaim(
-                self.stream,
+                stream,
                 self.settings.group,
                 self.settings.consumer,
                 min_idle_time=self.settings.claim_idle_ms,
@@ -271,7 +334,7 @@ class Worker:
             deleted = list(reply[2]) if len(reply) > 2 else []
             if deleted:
                 self._account_trimmed(
-                    sink, [d if isinstance(d, bytes) else bytes(d) for d in deleted]
+                    sink, stream, [d if isinstance(d, bytes) else bytes(d) for d in deleted]
                 )
             if entries:
                 self.stats.claimed += len(entries)
@@ -280,32 +343,34 @@ class Worker:
                     len(entries),
                     self.settings.claim_idle_ms,
                 )
-                self._handle(client, sink, entries, recovered=True)
+                self._handle(client, sink, stream, entries, recovered=True)
             if start in (b"0-0", "0-0"):
                 break
-        self._remove_dead_consumers(client)
+        self._remove_dead_consumers(client, stream)
 
-    def _remove_dead_consumers(self, client: "redis.Redis") -> None:
+    def _remove_dead_consumers(self, client: "RedisClient", stream: str) -> None:
         """Delete consumers with nothing pending that have been silent for a long time.
 
         Only after their pending entries were reclaimed: deleting a consumer
         with pending entries would lose them (``XGROUP DELCONSUMER``).
         """
         expiry = self.settings.consumer_expiry_ms
-        for info in client.xinfo_consumers(self.stream, self.settings.group):
+        for info in client.xinfo_consumers(stream, self.settings.group):
             name = info["name"]
             name = name.decode() if isinstance(name, bytes) else str(name)
             if name == self.settings.consumer or int(info["pending"]) or int(info["idle"]) < expiry:
                 continue
-            client.xgroup_delconsumer(self.stream, self.settings.group, name)
+            client.xgroup_delconsumer(stream, self.settings.group, name)
             self.stats.consumers_removed += 1
             logger.info("removed consumer %s: idle %d ms with nothing pending", name, info["idle"])
 
     # -- one batch -----------------------------------------------------------------
 
-    def _deliveries(self, client: "redis.Redis", entries: Sequence[Entry]) -> dict[bytes, int]:
+    def _deliveries(
+        self, client: "RedisClient", stream: str, entries: Sequence[Entry]
+    ) -> dict[bytes, int]:
         rows = client.xpending_range(
-            self.stream,
+            stream,
             self.settings.group,
             min=entries[0][0],
             max=entries[-1][0],
@@ -315,13 +380,19 @@ class Worker:
         return {cast(bytes, row["message_id"]): int(row["times_delivered"]) for row in rows}
 
     def _handle(
-        self, client: "redis.Redis", sink: Sink, entries: Sequence[Entry], *, recovered: bool
+        self,
+        client: "RedisClient",
+        sink: Sink,
+        stream: str,
+        entries: Sequence[Entry],
+        *,
+        recovered: bool,
     ) -> None:
         started_ns = time.time_ns()
         self.stats.batches += 1
         self.stats.read += len(entries)
-        deliveries = self._deliveries(client, entries) if recovered else {}
-        accounting = Accounting(stream=self.stream)
+        deliveries = self._deliveries(client, stream, entries) if recovered else {}
+        accounting = Accounting(stream=stream)
         records: list[tuple[bytes, Record]] = []
         letters: list[tuple[bytes, dict[bytes, bytes], DeadLetter]] = []
         now = time.time_ns()
@@ -333,9 +404,8 @@ class Worker:
             delivered = deliveries.get(entry_id, 1)
             if delivered > self.settings.max_deliveries:
                 error = f"delivered {delivered} times without being committed"
-                letters.append(
-                    (entry_id, fields, self._letter(entry_id, fields, error, delivered, now))
-                )
+                letter = self._letter(stream, entry_id, fields, error, delivered, now)
+                letters.append((entry_id, fields, letter))
                 continue
             try:
                 if is_report(fields):
@@ -343,9 +413,8 @@ class Worker:
                 else:
                     records.append((entry_id, decode_entry(fields)))
             except CodecError as e:
-                letters.append(
-                    (entry_id, fields, self._letter(entry_id, fields, str(e), delivered, now))
-                )
+                letter = self._letter(stream, entry_id, fields, str(e), delivered, now)
+                letters.append((entry_id, fields, letter))
         # Derivation never raises; a body no parser can read is counted and stored raw.
         derived = derive_all([r for _, r in records])
         self.stats.derive_failures += sum(d.failed for d in derived)
@@ -361,7 +430,7 @@ class Worker:
                 (
                     entry_id,
                     fields,
-                    self._letter(entry_id, fields, error, deliveries.get(entry_id, 1), now),
+                    self._letter(stream, entry_id, fields, error, deliveries.get(entry_id, 1), now),
                 )
             )
         accounting.dead.extend(letter for _, _, letter in letters)
@@ -372,11 +441,11 @@ class Worker:
             logger.warning("entry %s dead-lettered: %s", entry_id.decode(), letter.error)
             pipe.xadd(
                 self.dead_letter_stream,
-                self._dead_letter_entry(entry_id, fields, letter),  # type: ignore[arg-type]
+                self._dead_letter_entry(stream, entry_id, fields, letter),  # type: ignore[arg-type]
                 maxlen=self.settings.dead_letter_maxlen,
                 approximate=True,
             )
-        pipe.xack(self.stream, self.settings.group, *[entry_id for entry_id, _ in entries])
+        pipe.xack(stream, self.settings.group, *[entry_id for entry_id, _ in entries])
         pipe.execute()
         self.stats.reports += len(accounting.reports)
         self.stats.dead_lettered += len(letters)
@@ -385,7 +454,7 @@ class Worker:
         self.telemetry.batch(  # after XACK; never raises
             self,
             sink,
-            self.stream,
+            stream,
             len(entries),
             [r for _, r in records],
             derived,
@@ -394,8 +463,8 @@ class Worker:
             commit_s,
         )
 
-    def _account_trimmed(self, sink: Sink, entry_ids: list[bytes]) -> None:
-        accounting = Accounting(stream=self.stream, trimmed=[e.decode() for e in entry_ids])
+    def _account_trimmed(self, sink: Sink, stream: str, entry_ids: list[bytes]) -> None:
+        accounting = Accounting(stream=stream, trimmed=[e.decode() for e in entry_ids])
         self._retry_sink(lambda: sink.write_accounting(accounting))
         self.stats.trimmed_lost += len(entry_ids)
 
@@ -439,7 +508,13 @@ class Worker:
                 delay = min(delay * 2, _BACKOFF_MAX_S)
 
     def _letter(
-        self, entry_id: bytes, fields: dict[bytes, bytes], error: str, deliveries: int, now: int
+        self,
+        stream: str,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        error: str,
+        deliveries: int,
+        now: int,
     ) -> DeadLetter:
         record_id = fields.get(b"rid")
         producer_id: str | None = None
@@ -453,7 +528,7 @@ class Worker:
         except orjson.JSONDecodeError:
             pass
         return DeadLetter(
-            stream=self.stream,
+            stream=stream,
             entry_id=entry_id.decode(),
             error=error,
             deliveries=deliveries,
@@ -464,10 +539,10 @@ class Worker:
         )
 
     def _dead_letter_entry(
-        self, entry_id: bytes, fields: dict[bytes, bytes], letter: DeadLetter
+        self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], letter: DeadLetter
     ) -> dict[bytes, bytes]:
         entry = {
-            b"origin_stream": self.stream.encode(),
+            b"origin_stream": stream.encode(),
             b"origin_id": entry_id,
             b"group": self.settings.group.encode(),
             b"consumer": self.settings.consumer.encode(),

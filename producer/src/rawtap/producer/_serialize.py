@@ -30,9 +30,9 @@ def _envelope_default(value: object) -> object:
 
 
 class SerializedRecord:
-    """A record ready to send: its id, its stream entry, and what happened on the way."""
+    """A record ready to send: its id, its stream entry, its shard, and what happened on the way."""
 
-    __slots__ = ("entry", "fallback", "record_id", "seq", "truncated")
+    __slots__ = ("entry", "fallback", "record_id", "seq", "shard", "truncated")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class SerializedRecord:
         self.entry = entry
         self.fallback = fallback
         self.truncated = truncated
+        self.shard = 0
 
 
 def body_bytes(raw: object) -> tuple[bytes, str, str | None]:

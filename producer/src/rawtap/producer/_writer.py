@@ -7,12 +7,21 @@ trip. Where a batch goes:
 
 * **Redis**, normally;
 * the **spill journal** on local disk when Redis fails (the outage lasts until
-  a PING succeeds, probed with capped exponential backoff) or when the
-  slowest consumer group's backlog nears ``maxlen`` (sending would let MAXLEN
-  trim undelivered entries). The journal is replayed, oldest segment first,
-  once Redis answers and the backlog is back under the low watermark;
+  every shard's node answers, probed with capped exponential backoff) or when the
+  slowest consumer group's backlog on the record's shard nears ``maxlen``
+  (sending would let MAXLEN trim undelivered entries). The journal is
+  replayed, oldest segment first, once Redis answers and every shard's
+  backlog is back under the low watermark;
 * **dropped and counted** (by ``seq`` range and reason, reported to the
   workers) when the journal is full (``overflow`` policy) or the disk fails.
+
+**Shards** (``shards = N``): each record goes to the stream of its shard
+(:func:`rawtap.shared.shard_for`, a hash of the session computed here, not on
+the caller's path). One pipeline carries a batch to all its shards; with a
+Redis Cluster redis-py splits it per node, every command touching one key.
+Backpressure is per shard: only the records of a lagging shard are spilled,
+the others keep flowing. Producer reports go to every shard that is not
+backpressured (they are cumulative, so a skipped copy loses nothing).
 
 Without a journal (``spill_dir=""``) a failed batch is retried in memory; its
 bytes stay counted against the buffer's bound, so ``record()`` starts refusing
@@ -33,9 +42,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from rawtap.producer._buffer import Item, RecordBuffer
 from rawtap.producer._events import Failed, MemoryWarning, Recorded
@@ -49,7 +57,15 @@ from rawtap.producer._journal import (
 )
 from rawtap.producer._log import LogOnce
 from rawtap.producer._serialize import SerializedRecord, serialize
-from rawtap.shared import ProducerReport, ProducerSettings, StreamNames, encode_report
+from rawtap.shared import (
+    ProducerReport,
+    ProducerSettings,
+    StreamNames,
+    encode_report,
+    open_redis,
+    shard_for,
+)
+from rawtap.shared._connection import RedisClient
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder
@@ -63,15 +79,14 @@ _IDLE_WAIT_S = 1.0
 _REPLAY_WAIT_S = 0.05
 
 
-def connect(settings: ProducerSettings) -> "redis.Redis":
-    """A redis-py client with explicit timeouts and no automatic retries."""
-    return redis.Redis.from_url(
+def connect(settings: ProducerSettings) -> RedisClient:
+    """A redis-py client (Redis or Redis Cluster) with explicit timeouts and no retries."""
+    return open_redis(
         settings.redis_url,
+        cluster=settings.use_cluster,
         socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.connect_timeout_s,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-        client_name="rawtap-producer",
+        connect_timeout=settings.connect_timeout_s,
+        name="rawtap-producer",
     )
 
 
@@ -92,15 +107,17 @@ class StreamWriter:
         buffer: RecordBuffer,
         settings: ProducerSettings,
         journal: SpillJournal | None,
-        client_factory: Callable[[ProducerSettings], "redis.Redis"] = connect,
+        client_factory: Callable[[ProducerSettings], RedisClient] = connect,
     ) -> None:
         self._recorder = recorder
         self._buffer = buffer
         self._settings = settings
         self._journal = journal
         self._client_factory = client_factory
-        self._client: redis.Redis | None = None
-        self.stream = StreamNames(settings.stream_prefix).shard(0)
+        self._client: RedisClient | None = None
+        self.streams = StreamNames(settings.stream_prefix).shards(settings.shards)
+        self.stream = self.streams[0]
+        """The first shard's stream (the only one when ``shards`` is 1)."""
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._deadline = float("inf")
@@ -110,12 +127,14 @@ class StreamWriter:
         self._outage = False
         self._probe_at = 0.0
         self._backoff = _BACKOFF_FIRST_S
-        # Backpressure: consumers lag towards maxlen; batches spill until they catch up.
-        self.backpressured = False
+        # Backpressure, per shard: its consumers lag towards maxlen; that shard's records
+        # spill until they catch up.
+        self._backpressured: set[int] = set()
         self._check_at = 0.0
-        # Entries we may still add before the backlog reaches the high watermark, as of
-        # the last check; sending spends it, so a burst cannot overrun the cap between checks.
-        self._budget = float("inf")
+        # Per shard, entries we may still add before the backlog reaches the high watermark,
+        # as of the last check; sending spends it, so a burst cannot overrun the cap between
+        # checks.
+        self._budget = [float("inf")] * len(self.streams)
         self._report_at = time.monotonic() + settings.report_interval_s
         self._reported: tuple[int, int] = (0, 0)
         self._replaying: tuple[Segment, Iterator[tuple[int, Entry]]] | None = None
@@ -142,13 +161,26 @@ class StreamWriter:
         return () if self._replaying is None else (self._replaying[0].fd,)
 
     @property
-    def healthy(self) -> bool:
-        """True when batches go straight to Redis."""
-        return not self._outage and not self.backpressured and self._budget > 0
+    def backpressured(self) -> bool:
+        """True while at least one shard's consumers lag towards ``maxlen``."""
+        return bool(self._backpressured)
 
-    def _spend(self, n: int) -> None:
-        self._budget -= n
-        if self._budget <= 0:
+    @property
+    def backpressured_shards(self) -> list[int]:
+        """The shards whose records are being spilled because their consumers lag."""
+        return sorted(self._backpressured)
+
+    @property
+    def healthy(self) -> bool:
+        """True when batches of every shard go straight to Redis."""
+        return not self._outage and all(self._shard_ok(k) for k in range(len(self.streams)))
+
+    def _shard_ok(self, shard: int) -> bool:
+        return not self._outage and shard not in self._backpressured and self._budget[shard] > 0
+
+    def _spend(self, shard: int, n: int) -> None:
+        self._budget[shard] -= n
+        if self._budget[shard] <= 0:
             self._check_at = 0.0  # near the cap: look at the backlog again before sending more
 
     # -- the thread -------------------------------------------------------
@@ -174,8 +206,11 @@ class StreamWriter:
                 if len(self._buffer) == 0:
                     replay_waits = self._journal is not None and not self._journal.is_empty()
                     self.wake.wait(_REPLAY_WAIT_S if replay_waits else _IDLE_WAIT_S)
-            self._replay_before_exit()
+            # The final report first: if Redis fails it, it is journaled and the replay
+            # below gets a second chance to send it (after a fresh probe of every shard).
+            self._probe_now()
             self._report(final=True)
+            self._replay_before_exit()
         except Exception:  # pragma: no cover - a bug; keep the host alive and say so once
             logger.exception("rawtap writer thread stopped by an unexpected error")
             self._recorder._count("internal_errors")
@@ -190,16 +225,17 @@ class StreamWriter:
     def _handle(self, batch: list[Item]) -> None:
         nbytes = sum(item[1] for item in batch)
         records: list[SerializedRecord] = []
+        shards = len(self.streams)
         for item in batch:
             try:
-                records.append(
-                    serialize(
-                        item,
-                        self._recorder.producer_id,
-                        self._settings.service,
-                        self._settings.max_record_bytes,
-                    )
+                rec = serialize(
+                    item,
+                    self._recorder.producer_id,
+                    self._settings.service,
+                    self._settings.max_record_bytes,
                 )
+                rec.shard = shard_for(item[6], item[0], shards)  # item[6]: the session id
+                records.append(rec)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the others
                 self._recorder._drop_seqs("serialize_error", [item[0]], repr(e))
         for rec in records:
@@ -219,25 +255,30 @@ class StreamWriter:
                     "unsent_at_close", [r.seq for r in records], "Redis unreachable at close"
                 )
             return
-        if self.healthy:
+        direct = [r for r in records if self._shard_ok(r.shard)]
+        held = [r for r in records if not self._shard_ok(r.shard)] if direct else records
+        if direct:
             try:
-                self._xadd([r.entry for r in records])
+                self._xadd([(self.streams[r.shard], r.entry) for r in direct])
             except redis.RedisError as e:
-                self._enter_outage(e, len(records))
+                self._enter_outage(e, len(direct))
+                held = records
             else:
-                self._spend(len(records))
-                self._sent(records)
-                return
-        self._spill(records)
+                for r in direct:
+                    self._spend(r.shard, 1)
+                self._sent(direct)
+        if held:
+            self._spill(held)
 
     # -- Redis --------------------------------------------------------------
 
-    def _xadd(self, entries: list[Entry]) -> None:
+    def _xadd(self, entries: list[tuple[str, Entry]]) -> None:
+        """One pipelined round trip of ``XADD stream … MAXLEN ~`` (one key per command)."""
         if self._client is None:
             self._client = self._client_factory(self._settings)
         pipe = self._client.pipeline(transaction=False)
-        for entry in entries:
-            pipe.xadd(self.stream, entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
+        for stream, entry in entries:
+            pipe.xadd(stream, entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
         started = time.perf_counter()
         pipe.execute()
         self._recorder._record_latency(time.perf_counter() - started)
@@ -245,7 +286,13 @@ class StreamWriter:
     def _sent(self, records: list[SerializedRecord]) -> None:
         self._recorder._sent(len(records))
         if self._recorder._has_subscribers:
-            self._recorder._emit(Recorded(tuple(r.record_id for r in records), self.stream))
+            for shard in sorted({r.shard for r in records}):
+                self._recorder._emit(
+                    Recorded(
+                        tuple(r.record_id for r in records if r.shard == shard),
+                        self.streams[shard],
+                    )
+                )
 
     def _enter_outage(self, error: redis.RedisError, count: int) -> None:
         self._client = None  # reconnect from scratch on the next attempt
@@ -264,15 +311,27 @@ class StreamWriter:
         if not self._outage or now < self._probe_at:
             return
         try:
-            if self._client is None:
-                self._client = self._client_factory(self._settings)
-            self._client.ping()
+            self._probe()
         except redis.RedisError as e:
             self._enter_outage(e, 0)
             return
         self._outage = False
         self._check_at = 0.0  # read the backlog before sending again
         logger.info("rawtap: Redis is reachable again; sending and replaying the journal")
+
+    def _probe(self) -> None:
+        """Reach the node of every shard: ``XLEN`` each stream, in one pipelined trip.
+
+        Not ``PING``: a cluster client sends that to every node it knows, replicas
+        and failed nodes included, while what matters is that each shard's
+        current primary answers.
+        """
+        if self._client is None:
+            self._client = self._client_factory(self._settings)
+        pipe = self._client.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xlen(stream)
+        pipe.execute()
 
     def _maybe_check_backlog(self, now: float) -> None:
         if (
@@ -284,26 +343,30 @@ class StreamWriter:
             return
         self._check_at = now + self._settings.backlog_check_s
         try:
-            backlog = self._backlog()
+            backlogs = self._backlogs()
         except redis.RedisError as e:
             self._enter_outage(e, 0)
             return
         cap = self._settings.maxlen
-        self._budget = cap * self._settings.backlog_high_ratio - backlog
-        if not self.backpressured and backlog >= cap * self._settings.backlog_high_ratio:
-            self.backpressured = True
-            self._recorder._count("backpressure_episodes")
-            _log_once.warning(
-                "backpressure",
-                "rawtap: consumers lag (%d undelivered, cap %d); spilling to the journal",
-                backlog,
-                cap,
-            )
-        elif self.backpressured and backlog <= cap * self._settings.backlog_low_ratio:
-            self.backpressured = False
+        high = cap * self._settings.backlog_high_ratio
+        for shard, backlog in enumerate(backlogs):
+            self._budget[shard] = high - backlog
+            if shard not in self._backpressured and backlog >= high:
+                self._backpressured.add(shard)
+                self._recorder._count("backpressure_episodes")
+                _log_once.warning(
+                    "backpressure",
+                    "rawtap: consumers of %s lag (%d undelivered, cap %d); "
+                    "spilling its records to the journal",
+                    self.streams[shard],
+                    backlog,
+                    cap,
+                )
+            elif shard in self._backpressured and backlog <= cap * self._settings.backlog_low_ratio:
+                self._backpressured.discard(shard)
 
-    def _backlog(self) -> int:
-        """Entries the slowest group has not read yet.
+    def _backlogs(self) -> list[int]:
+        """Per shard, the entries its slowest group has not read yet (one pipelined trip).
 
         Redis's ``lag`` is missing before 7.0, and 7.0 leaves it stale once
         unread entries were trimmed, so it is capped by the stream's length and
@@ -311,29 +374,28 @@ class StreamWriter:
         """
         if self._client is None:
             self._client = self._client_factory(self._settings)
-        try:
-            info = self._client.xinfo_stream(self.stream)
-        except redis.ResponseError:
-            return 0  # no stream yet
-        length = int(info["length"])
-        newest = info.get("last-generated-id")
-        groups = self._client.xinfo_groups(self.stream)
-        if not groups:
-            return length  # no worker yet: everything is undelivered
-        backlog = 0
-        for g in groups:
-            if newest is not None and g.get("last-delivered-id") == newest:
+        pipe = self._client.pipeline(transaction=False)
+        for stream in self.streams:
+            pipe.xinfo_stream(stream)
+            pipe.xinfo_groups(stream)
+        replies = pipe.execute(raise_on_error=False)
+        out = []
+        for info, groups in zip(replies[0::2], replies[1::2], strict=True):
+            for reply in (info, groups):
+                if isinstance(reply, Exception) and not isinstance(reply, redis.ResponseError):
+                    raise reply
+            if isinstance(info, redis.ResponseError):
+                out.append(0)  # no stream yet
                 continue
-            lag = g.get("lag")
-            backlog = max(backlog, length if lag is None else min(int(lag), length))
-        return backlog
+            out.append(_backlog(info, [] if isinstance(groups, Exception) else groups))
+        return out
 
     def _send_until_done(self, records: list[SerializedRecord]) -> bool:
         """No journal: retry in memory until it works or the close deadline passes."""
         delay = _BACKOFF_FIRST_S
         while True:
             try:
-                self._xadd([r.entry for r in records])
+                self._xadd([(self.streams[r.shard], r.entry) for r in records])
             except redis.RedisError as e:
                 self._client = None
                 self._recorder._count("send_failures")
@@ -410,19 +472,39 @@ class StreamWriter:
                 return False
             self._replaying = (segment, read_frames(segment.path))
         segment, frames = self._replaying
-        batch = [entry for _, entry in _take(frames, self._settings.send_batch_size)]
+        batch = _take(frames, self._settings.send_batch_size)
         if not batch:
             self._stop_replay(delete=True)
             return True
+        # Each record to its shard (by the current shard count); a report to every shard.
+        routed = [
+            (shard, entry)
+            for seq, entry in batch
+            for shard in (
+                range(len(self.streams)) if b"kind" in entry else (self._frame_shard(seq, entry),)
+            )
+        ]
         try:
-            self._xadd(batch)
+            self._xadd([(self.streams[shard], entry) for shard, entry in routed])
         except redis.RedisError as e:
             self._stop_replay(delete=False)  # replayed again later, from its start
             self._enter_outage(e, 0)
             return False
-        self._spend(len(batch))
-        self._recorder._replayed(sum(1 for e in batch if b"kind" not in e))
+        for shard, _ in routed:
+            self._spend(shard, 1)
+        self._recorder._replayed(sum(1 for _, e in batch if b"kind" not in e))
         return True
+
+    def _frame_shard(self, seq: int, entry: Entry) -> int:
+        """The shard of a journaled record, from the session in its envelope."""
+        if len(self.streams) == 1:
+            return 0
+        try:
+            envelope = orjson.loads(entry.get(b"env", b"{}"))
+            session = envelope.get("session_id") if isinstance(envelope, dict) else None
+        except orjson.JSONDecodeError:
+            session = None
+        return shard_for(session, max(seq, 0), len(self.streams))
 
     def _replay_before_exit(self) -> None:
         """On close, empty the journal into Redis while time is left and Redis can take it.
@@ -433,9 +515,7 @@ class StreamWriter:
         """
         if self._journal is None:
             return
-        if self._outage:  # one more look: Redis may be back and the backoff not yet over
-            self._probe_at = 0.0
-            self._maybe_probe(time.monotonic())
+        self._probe_now()
         while not self._journal.is_empty() and not self._outage:
             now = time.monotonic()
             if now >= self._deadline:
@@ -445,6 +525,12 @@ class StreamWriter:
                 time.sleep(min(_REPLAY_WAIT_S, max(0.0, self._deadline - now)))
             elif not self._replay_step():
                 return
+
+    def _probe_now(self) -> None:
+        """In an outage, one more look: Redis may be back and the backoff not yet over."""
+        if self._outage:
+            self._probe_at = 0.0
+            self._maybe_probe(time.monotonic())
 
     def _stop_replay(self, *, delete: bool) -> None:
         if self._replaying is not None and self._journal is not None:
@@ -489,16 +575,28 @@ class StreamWriter:
         self._recorder._foreign_drops.clear()
 
     def _send_or_spill_entries(self, entries: list[Entry]) -> bool:
-        """Send control entries like records are sent: to Redis, else to the journal."""
-        if self.healthy or self._journal is None:
+        """Send control entries to every shard that takes records now, else to the journal.
+
+        Reports are cumulative, so a shard skipped while backpressured loses
+        nothing; the journal gets one copy, which its replay sends to every shard.
+        """
+        shards = range(len(self.streams))
+        targets = (
+            list(shards) if self._journal is None else [k for k in shards if self._shard_ok(k)]
+        )
+        if targets:
             try:
-                self._xadd(entries)
+                self._xadd([(self.streams[k], e) for k in targets for e in entries])
             except redis.RedisError as e:
                 if self._journal is None:
                     return False
                 self._enter_outage(e, 0)
             else:
+                for k in targets:
+                    self._spend(k, len(entries))
                 return True
+        if self._journal is None:
+            return False
         try:
             self._journal.append([encode_frame(-1, e) for e in entries])
         except (JournalFull, OSError):
@@ -522,6 +620,20 @@ class StreamWriter:
             self._recorder._drop_seqs(
                 "unsent_at_close", [item[0] for item in rest], "recorder closed"
             )
+
+
+def _backlog(info: dict[str, object], groups: list[dict[str, object]]) -> int:
+    length = int(str(info["length"]))
+    if not groups:
+        return length  # no worker yet: everything is undelivered
+    newest = info.get("last-generated-id")
+    backlog = 0
+    for g in groups:
+        if newest is not None and g.get("last-delivered-id") == newest:
+            continue
+        lag = g.get("lag")
+        backlog = max(backlog, length if lag is None else min(int(str(lag)), length))
+    return backlog
 
 
 def _take(frames: Iterator[tuple[int, Entry]], n: int) -> list[tuple[int, Entry]]:

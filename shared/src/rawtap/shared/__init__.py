@@ -1,8 +1,10 @@
 """rawtap.shared: what producer and consumer agree on.
 
 The record schema (:class:`Record`), its codec to and from a Redis stream entry,
-stream key naming (:class:`StreamNames`), record ids, and the typed settings
-read from ``RAWTAP_*`` environment variables or passed from code.
+stream key naming and sharding (:class:`StreamNames`, :func:`shard_for`),
+record ids, opening a Redis or Redis Cluster client (:func:`open_redis`), and
+the typed settings read from ``RAWTAP_*`` environment variables or passed
+from code.
 
 Exceptions::
 
@@ -23,6 +25,7 @@ from rawtap.shared._codec import (
     encode_envelope,
     entry_from_parts,
 )
+from rawtap.shared._connection import open_redis, split_cluster_url
 from rawtap.shared._decode import BodyDecodeError, BodyDecoder, content_encodings, decode_body
 from rawtap.shared._duration import parse_duration
 from rawtap.shared._errors import CodecError, ConfigError, RawtapError
@@ -45,7 +48,7 @@ from rawtap.shared._report import (
     range_count,
 )
 from rawtap.shared._settings import ProducerSettings, WorkerSettings, load_settings
-from rawtap.shared._streams import StreamNames
+from rawtap.shared._streams import MAX_SHARDS, StreamNames, parse_shard_set, shard_for
 
 __all__ = [
     "ENTRY_BODY",
@@ -53,6 +56,7 @@ __all__ = [
     "ENTRY_RECORD_ID",
     "ENTRY_REQUEST_BODY",
     "ENTRY_VERSION",
+    "MAX_SHARDS",
     "SCHEMA_VERSION",
     "BodyDecodeError",
     "BodyDecoder",
@@ -82,7 +86,11 @@ __all__ = [
     "load_settings",
     "make_record_id",
     "new_producer_id",
+    "open_redis",
     "parse_duration",
+    "parse_shard_set",
     "range_count",
     "record_id_time_ms",
+    "shard_for",
+    "split_cluster_url",
 ]

@@ -14,10 +14,11 @@ import socket
 import tempfile
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rawtap.shared._errors import ConfigError
+from rawtap.shared._streams import MAX_SHARDS, parse_shard_set
 
 _ENV_PREFIX = "RAWTAP_"
 
@@ -28,7 +29,18 @@ class _Common(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=_ENV_PREFIX, extra="forbid", frozen=True)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis to write to / read from (``redis://``, ``rediss://`` for TLS, ``unix://``)."""
+    """Redis to write to / read from (``redis://``, ``rediss://`` for TLS, ``unix://``).
+
+    ``redis+cluster://host:port[,host:port…]`` (``rediss+cluster://`` for TLS)
+    selects the Redis Cluster client; the hosts are startup nodes.
+    """
+    cluster: bool = False
+    """Use redis-py's Redis Cluster client with a plain ``redis://`` URL (``RAWTAP_CLUSTER``)."""
+    shards: int = Field(default=1, ge=1, le=MAX_SHARDS)
+    """Stream keys records are spread over (``rawtap:{0}`` …), by a hash of the session.
+
+    Producers and workers must agree; see docs/scaling.md for changing it.
+    """
     stream_prefix: str = Field(default="rawtap", min_length=1, pattern=r"^[^{}\s]+$")
     """Prefix of every Redis key rawtap uses (``rawtap:{0}``, ``rawtap:{dead}``)."""
     socket_timeout_s: float = Field(default=2.0, gt=0)
@@ -39,9 +51,19 @@ class _Common(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not value.startswith(
+            ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+        ):
+            raise ValueError(
+                "must start with redis://, rediss://, unix:// or redis+cluster:// "
+                "(rediss+cluster://)"
+            )
         return value
+
+    @property
+    def use_cluster(self) -> bool:
+        """True when the Redis Cluster client is to be used (setting or URL scheme)."""
+        return self.cluster or self.redis_url.startswith(("redis+cluster://", "rediss+cluster://"))
 
 
 def _default_spill_dir() -> str:
@@ -139,6 +161,25 @@ class WorkerSettings(_Common):
     """Delete records older than this (``30d``, ``12h``; ``RAWTAP_RETENTION``); unset keeps all."""
     retention_interval_s: float = Field(default=3600.0, gt=0)
     """How often a worker applies ``retention`` (every worker may; the sink makes it idempotent)."""
+    read_shards: str | None = None
+    """Shards this worker reads, e.g. ``0-3`` or ``0,2,5`` (``RAWTAP_READ_SHARDS``,
+    ``rawtap worker --shards``); all ``shards`` when unset."""
+
+    @model_validator(mode="after")
+    def _valid_read_shards(self) -> "WorkerSettings":
+        if self.read_shards is not None:
+            try:
+                parse_shard_set(self.read_shards, self.shards)
+            except ValueError as e:
+                raise ValueError(f"read_shards {self.read_shards!r}: {e}") from e
+        return self
+
+    @property
+    def assigned_shards(self) -> tuple[int, ...]:
+        """The shard indexes this worker reads."""
+        if self.read_shards is None:
+            return tuple(range(self.shards))
+        return parse_shard_set(self.read_shards, self.shards)
 
     @field_validator("retention")
     @classmethod
@@ -182,7 +223,10 @@ def load_settings(cls: type[_S], **overrides: Any) -> _S:
 def _describe(error: ValidationError, given: dict[str, Any]) -> str:
     parts = []
     for err in error.errors():
-        field = str(err["loc"][0]) if err["loc"] else "settings"
+        if not err["loc"]:  # a check across fields: its message names them
+            parts.append(err["msg"].removeprefix("Value error, "))
+            continue
+        field = str(err["loc"][0])
         where = field if field in given else f"{_ENV_PREFIX}{field.upper()}"
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
