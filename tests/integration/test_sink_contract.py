@@ -333,3 +333,34 @@ def test_sqlite_v1_database_is_upgraded_in_place(tmp_path) -> None:  # type: ign
         summary = store.summaries(RecordQuery())[0]
         assert summary.body_size == 3
         assert store.execute("SELECT url, method FROM records") == [(CHAT, "POST")]
+
+
+def test_ledger_accepts_what_garbage_entries_carry_and_reconciles(store: Store) -> None:
+    from rawtap.consumer._accounting import Accounting, DeadLetter
+    from rawtap.shared import ProducerReport
+
+    records = [make_record("openai", b"{}", seq=s) for s in (0, 1, 3)]
+    store.write(records, 1)
+    ledger = Accounting(
+        stream="s:{0}",
+        reports=[
+            ProducerReport(
+                producer_id="ab" * 8, next_seq=6, at_ns=1, dropped={"journal_full": [(4, 4)]}
+            )
+        ],
+        dead=[
+            DeadLetter(
+                "s:{0}", "1-0", "bad\x00error", 2, 1, record_id="r\x00", producer_id="ab" * 8, seq=2
+            ),
+            DeadLetter("s:{0}", "2-0", "huge seq", 1, 1, producer_id="g" * 16, seq=2**64 - 1),
+        ],
+        trimmed=["3-0"],
+    )
+    store.write_accounting(ledger)
+    store.write_accounting(ledger)  # idempotent
+    assert store.ledger_counts() == {"dead_lettered": 2, "trimmed": 1}
+    (balance,) = [b for b in store.reconcile() if b.producer_id == "ab" * 8]
+    assert (balance.accepted, balance.stored, balance.dead_lettered) == (6, 3, 1)
+    assert balance.dropped == {"journal_full": 1}
+    assert balance.missing == [(5, 5)]
+    assert balance.balanced

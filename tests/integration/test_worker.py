@@ -259,3 +259,29 @@ def test_idle_worker_reports_idle_and_logs_nothing(
         warnings = [r for r in caplog.records if r.levelname in {"WARNING", "ERROR"}]
         assert warnings == []
         assert worker.stats.redis_errors == 0
+
+
+def test_garbage_that_the_ledger_cannot_hold_never_stops_the_worker(
+    redis_url: str,
+    stream_prefix: str,
+    redis_client: redis.Redis,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    import orjson
+
+    names = StreamNames(stream_prefix)
+    # Schema-invalid, with a seq no 64-bit column holds and a NUL in its id.
+    envelope = orjson.dumps({"producer_id": "p\x00", "seq": 2**64 - 1, "record_id": 7})
+    redis_client.xadd(
+        names.shard(0),
+        {b"v": b"1", b"env": envelope, b"req": b"", b"body": b"", b"rid": b"r\x00id"},
+    )
+    good = _record(0)
+    redis_client.xadd(names.shard(0), encode_entry(good))  # type: ignore[arg-type]
+    with SqliteSink(tmp_path / "s.db") as sink:
+        worker = _worker(redis_url, stream_prefix, sink)
+        with worker_thread(worker):
+            drain(sink, good.producer_id, 1)
+            wait_until(lambda: worker.stats.dead_lettered == 1, what="the dead letter")
+        assert sink.ledger_counts()["dead_lettered"] == 1
+    assert _pending(redis_client, names.shard(0)) == 0

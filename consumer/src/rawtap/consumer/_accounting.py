@@ -37,6 +37,14 @@ class Accounting:
     def __bool__(self) -> bool:
         return bool(self.reports or self.dead or self.trimmed)
 
+    def split(self) -> list["Accounting"]:
+        """One accounting per row (to find the one a store refuses)."""
+        return (
+            [Accounting(self.stream, reports=[r]) for r in self.reports]
+            + [Accounting(self.stream, dead=[d]) for d in self.dead]
+            + [Accounting(self.stream, trimmed=[t]) for t in self.trimmed]
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ProducerBalance:

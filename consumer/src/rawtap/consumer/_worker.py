@@ -108,6 +108,7 @@ class WorkerStats:
     consumers_removed: int = 0
     derive_failures: int = 0
     purged: int = 0
+    ledger_refused: int = 0
 
     def summary(self) -> str:
         """One dense line of counters for logs."""
@@ -328,10 +329,14 @@ class Worker:
                 start_id=start,
                 count=self.settings.batch_size,
             )
-            start, entries = reply[0], list(reply[1])
+            start = reply[0]
             # Redis 7 lists pending ids whose entries were trimmed (and drops them from
-            # the pending list); Redis 6.2 returns them with no fields instead.
+            # the pending list); Redis 6.2 returns them as (None, None) pairs instead,
+            # ids unknown: those stay in the pending list until XPENDING names them.
+            entries = [e for e in reply[1] if e and e[0] is not None]
             deleted = list(reply[2]) if len(reply) > 2 else []
+            if len(entries) < len(reply[1]):
+                self._clear_trimmed_pending(client, sink, stream)
             if deleted:
                 self._account_trimmed(
                     sink, stream, [d if isinstance(d, bytes) else bytes(d) for d in deleted]
@@ -347,6 +352,20 @@ class Worker:
             if start in (b"0-0", "0-0"):
                 break
         self._remove_dead_consumers(client, stream)
+
+    def _clear_trimmed_pending(self, client: "RedisClient", sink: Sink, stream: str) -> None:
+        """Redis 6.2: find claimed pending ids with no entry left, account and acknowledge them."""
+        rows = client.xpending_range(
+            stream, self.settings.group, "-", "+", 10_000, consumername=self.settings.consumer
+        )
+        gone = []
+        for row in rows:
+            entry_id = cast(bytes, row["message_id"])
+            if not client.xrange(stream, min=entry_id, max=entry_id):
+                gone.append(entry_id)
+        if gone:
+            self._account_trimmed(sink, stream, gone)
+            client.xack(stream, self.settings.group, *gone)
 
     def _remove_dead_consumers(self, client: "RedisClient", stream: str) -> None:
         """Delete consumers with nothing pending that have been silent for a long time.
@@ -374,7 +393,8 @@ class Worker:
             self.settings.group,
             min=entries[0][0],
             max=entries[-1][0],
-            count=len(entries) * 2,
+            # Our pending list may hold more ids between these two than the batch has.
+            count=max(len(entries) * 4, 10_000),
             consumername=self.settings.consumer,
         )
         return {cast(bytes, row["message_id"]): int(row["times_delivered"]) for row in rows}
@@ -435,18 +455,21 @@ class Worker:
             )
         accounting.dead.extend(letter for _, _, letter in letters)
         if accounting:
-            self._retry_sink(lambda: sink.write_accounting(accounting))
-        pipe = client.pipeline(transaction=False)
-        for entry_id, fields, letter in letters:
-            logger.warning("entry %s dead-lettered: %s", entry_id.decode(), letter.error)
-            pipe.xadd(
-                self.dead_letter_stream,
-                self._dead_letter_entry(stream, entry_id, fields, letter),  # type: ignore[arg-type]
-                maxlen=self.settings.dead_letter_maxlen,
-                approximate=True,
-            )
-        pipe.xack(stream, self.settings.group, *[entry_id for entry_id, _ in entries])
-        pipe.execute()
+            self._write_ledger(sink, accounting)
+        if letters:
+            # The dead letters first, acknowledged only once Redis took them: an XADD
+            # refused (out of memory) must not leave an acknowledged entry nowhere.
+            dead = client.pipeline(transaction=False)
+            for entry_id, fields, letter in letters:
+                logger.warning("entry %s dead-lettered: %s", entry_id.decode(), letter.error)
+                dead.xadd(
+                    self.dead_letter_stream,
+                    self._dead_letter_entry(stream, entry_id, fields, letter),  # type: ignore[arg-type]
+                    maxlen=self.settings.dead_letter_maxlen,
+                    approximate=True,
+                )
+            dead.execute()
+        client.xack(stream, self.settings.group, *[entry_id for entry_id, _ in entries])
         self.stats.reports += len(accounting.reports)
         self.stats.dead_lettered += len(letters)
         self.stats.trimmed_lost += len(accounting.trimmed)
@@ -465,7 +488,7 @@ class Worker:
 
     def _account_trimmed(self, sink: Sink, stream: str, entry_ids: list[bytes]) -> None:
         accounting = Accounting(stream=stream, trimmed=[e.decode() for e in entry_ids])
-        self._retry_sink(lambda: sink.write_accounting(accounting))
+        self._write_ledger(sink, accounting)
         self.stats.trimmed_lost += len(entry_ids)
 
     def _commit(
@@ -488,12 +511,40 @@ class Worker:
         self.stats.duplicates += len(records) - stored
         return []
 
+    def _write_ledger(self, sink: Sink, accounting: Accounting) -> None:
+        """Commit the ledger; what the sink refuses as data is logged and counted, never fatal.
+
+        A ledger row describes an entry that may be garbage (that is why it is a
+        dead letter): one the store refuses must not stop the worker, nor be
+        retried forever. Split the batch to keep every row the store accepts.
+        """
+        try:
+            self._retry_sink(lambda: sink.write_accounting(accounting))
+        except SinkError as e:
+            parts = accounting.split()
+            if len(parts) > 1:
+                for part in parts:
+                    self._write_ledger(sink, part)
+                return
+            self.stats.ledger_refused += 1
+            logger.warning("ledger row refused by the sink, not recorded (%s): %s", accounting, e)
+
     def _retry_sink(self, write: "Any") -> Any:
-        """Run a sink write, retrying transient failures with backoff; raise data errors."""
+        """Run a sink write, retrying transient failures with backoff; raise data errors.
+
+        An unexpected exception from a sink (a bug, a value a driver cannot adapt)
+        is treated as a data error, so the batch is split and the culprit
+        dead-lettered rather than the worker stopped.
+        """
         delay = _BACKOFF_FIRST_S
         while True:
             try:
-                return write()
+                try:
+                    return write()
+                except SinkError:
+                    raise
+                except Exception as e:
+                    raise SinkError(f"{type(e).__name__}: {e}", transient=False) from e
             except SinkError as e:
                 if not e.transient:
                     raise
