@@ -772,3 +772,23 @@ def test_p24_sigterm_flushes_every_recorder_and_multiprocessing_children(chaos: 
     for pid, n in expected.items():
         assert balances[pid].stored == balances[pid].accepted == n, balances[pid]
         assert balances[pid].final
+
+
+def test_p01_pending_entries_of_a_dead_worker_are_not_trimmed_under_load(chaos: Chaos) -> None:
+    recorder = chaos.recorder(maxlen=1000, backlog_check_s=0.05, send_batch_size=50)
+    produce(recorder, 300, size=200)
+    recorder.flush()
+    with chaos.client() as client:
+        client.xgroup_create(chaos.stream, "rawtap", id="0")
+        client.xreadgroup("rawtap", "ghost", {chaos.stream: ">"}, count=200)  # then died
+    chaos.start_worker("w2", claim_idle_ms=3000)
+    # 3x the cap flows past the dead worker's 200 entries before anyone may reclaim them.
+    produce(recorder, 3000, size=200, rate_per_s=1500)
+    chaos.drain(90)
+    outcome = chaos.reconcile()
+    assert outcome.lost == 0
+    assert outcome.stored == 3300
+    assert recorder.stats().spilled > 0  # the producer held back instead of letting MAXLEN trim
+    with SqliteSink(chaos.db) as sink:
+        assert sink.ledger_counts()["trimmed"] == 0
+    _report("p01 dead worker's pending under load", chaos)

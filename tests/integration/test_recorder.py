@@ -302,9 +302,25 @@ def test_oversized_bodies_are_truncated_with_a_marker(
     assert recorder.stats().truncated == 2
 
 
-@pytest.mark.parametrize("bad", [{"max_memory_mb": 0}, {"redis_url": "mysql://x"}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"max_memory_mb": 0}, {"redis_url": "mysql://x"}, {"redis_url": "redis://127.0.0.1:63x9/0"}],
+)
 def test_invalid_settings_fail_at_construction_not_later(bad: dict[str, object]) -> None:
     from rawtap.shared import ConfigError
 
     with pytest.raises(ConfigError):
         Recorder(**bad)
+
+
+def test_reports_go_out_under_sustained_load_not_only_when_idle(
+    redis_url: str, stream_prefix: str, redis_client: redis.Redis
+) -> None:
+    recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix, report_interval_s=0.1)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # the buffer never stays empty for long
+        recorder.record("openai", b"x" * 500)
+    stream = StreamNames(stream_prefix).shard(0)
+    reports = [f for _, f in redis_client.xrange(stream) if is_report(f)]
+    recorder.close()
+    assert len(reports) >= 3

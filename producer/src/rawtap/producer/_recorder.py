@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
+from redis.connection import parse_url
+
 from rawtap.producer import _metrics
 from rawtap.producer._buffer import RecordBuffer
 from rawtap.producer._details import RecordDetails
@@ -29,12 +31,14 @@ from rawtap.producer._journal import SpillJournal
 from rawtap.producer._log import LogOnce
 from rawtap.producer._writer import StreamWriter, journal_dir
 from rawtap.shared import (
+    ConfigError,
     ProducerSettings,
     SeqRange,
     add_to_ranges,
     load_settings,
     new_producer_id,
     range_count,
+    split_cluster_url,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +93,7 @@ class Recorder:
         if settings is not None and overrides:
             settings = settings.model_copy(update=overrides)
         self.settings = settings or load_settings(ProducerSettings, **overrides)
+        _check_redis_url(self.settings.redis_url)
         self.producer_id = new_producer_id()
         self._buffer = RecordBuffer(
             self.settings.max_memory_bytes, self.settings.max_buffered_records
@@ -368,6 +373,10 @@ class Recorder:
                     _install_sigterm_flush()  # if built off the main thread, try again here
             return self._writer
 
+    def _writer_failed(self) -> None:
+        """The writer thread died of a bug: refuse new records rather than buffer them forever."""
+        self._enabled = False
+
     def _close_at_exit(self) -> None:
         self.close(self.settings.close_timeout_s)
 
@@ -438,6 +447,15 @@ class Recorder:
         self._atexit_registered = False
         if self._journal is not None:
             self._journal.forget_after_fork(self.producer_id, *inherited)
+
+
+def _check_redis_url(url: str) -> None:
+    """Refuse, at construction, a Redis URL the writer thread could never use."""
+    plain, _nodes, _cluster = split_cluster_url(url)
+    try:
+        parse_url(plain)  # type: ignore[no-untyped-call]
+    except ValueError as e:
+        raise ConfigError(f"invalid setting redis_url: {e} (got {url!r})") from e
 
 
 _LIVE: "weakref.WeakSet[Recorder]" = weakref.WeakSet()

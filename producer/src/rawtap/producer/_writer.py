@@ -191,6 +191,8 @@ class StreamWriter:
                 now = time.monotonic()
                 self._maybe_probe(now)
                 self._maybe_check_backlog(now)
+                if now >= self._report_at and not self._stop.is_set():
+                    self._report()  # under sustained load too, not only when idle
                 batch = self._buffer.take(self._settings.send_batch_size)
                 if batch:
                     self._handle(batch)
@@ -198,8 +200,6 @@ class StreamWriter:
                     continue
                 if self._stop.is_set():
                     break
-                if now >= self._report_at:
-                    self._report()
                 if self._journal is not None and self.healthy and self._replay_step():
                     continue
                 self.wake.clear()
@@ -211,9 +211,12 @@ class StreamWriter:
             self._probe_now()
             self._report(final=True)
             self._replay_before_exit()
-        except Exception:  # pragma: no cover - a bug; keep the host alive and say so once
-            logger.exception("rawtap writer thread stopped by an unexpected error")
+        except Exception:  # a bug: keep the host alive, stop accepting, say so once
+            logger.exception(
+                "rawtap writer thread stopped by an unexpected error; recording is disabled"
+            )
             self._recorder._count("internal_errors")
+            self._recorder._writer_failed()
         finally:
             self._drop_rest()
             self._stop_replay(delete=False)
@@ -260,7 +263,7 @@ class StreamWriter:
         if direct:
             try:
                 self._xadd([(self.streams[r.shard], r.entry) for r in direct])
-            except redis.RedisError as e:
+            except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
                 self._enter_outage(e, len(direct))
                 held = records
             else:
@@ -294,7 +297,7 @@ class StreamWriter:
                     )
                 )
 
-    def _enter_outage(self, error: redis.RedisError, count: int) -> None:
+    def _enter_outage(self, error: Exception, count: int) -> None:
         self._client = None  # reconnect from scratch on the next attempt
         self._recorder._count("send_failures")
         self._recorder._emit(Failed("send_failed", count, str(error)))
@@ -312,7 +315,7 @@ class StreamWriter:
             return
         try:
             self._probe()
-        except redis.RedisError as e:
+        except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
             self._enter_outage(e, 0)
             return
         self._outage = False
@@ -344,7 +347,7 @@ class StreamWriter:
         self._check_at = now + self._settings.backlog_check_s
         try:
             backlogs = self._backlogs()
-        except redis.RedisError as e:
+        except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
             self._enter_outage(e, 0)
             return
         cap = self._settings.maxlen
@@ -379,16 +382,33 @@ class StreamWriter:
             pipe.xinfo_stream(stream)
             pipe.xinfo_groups(stream)
         replies = pipe.execute(raise_on_error=False)
-        out = []
+        found: list[tuple[dict[str, object], list[dict[str, object]]] | None] = []
         for info, groups in zip(replies[0::2], replies[1::2], strict=True):
             for reply in (info, groups):
                 if isinstance(reply, Exception) and not isinstance(reply, redis.ResponseError):
                     raise reply
             if isinstance(info, redis.ResponseError):
-                out.append(0)  # no stream yet
+                found.append(None)  # no stream yet
                 continue
-            out.append(_backlog(info, [] if isinstance(groups, Exception) else groups))
-        return out
+            found.append((info, [] if isinstance(groups, Exception) else groups))
+        # Entries pending in a group are trimmed like any other: where a consumer died
+        # holding some, the oldest pending entry is what MAXLEN must not reach.
+        pipe = self._client.pipeline(transaction=False)
+        asked = []
+        for stream, item in zip(self.streams, found, strict=True):
+            for g in item[1] if item else []:
+                if int(str(g.get("pending") or 0)):
+                    pipe.xpending(stream, _text(g["name"]))
+                    asked.append(stream)
+        oldest: dict[str, list[object]] = {}
+        if asked:
+            for stream, summary in zip(asked, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(summary, dict) and summary.get("min") is not None:
+                    oldest.setdefault(stream, []).append(summary["min"])
+        return [
+            0 if item is None else _backlog(item[0], item[1], oldest.get(stream, []))
+            for stream, item in zip(self.streams, found, strict=True)
+        ]
 
     def _send_until_done(self, records: list[SerializedRecord]) -> bool:
         """No journal: retry in memory until it works or the close deadline passes."""
@@ -396,7 +416,7 @@ class StreamWriter:
         while True:
             try:
                 self._xadd([(self.streams[r.shard], r.entry) for r in records])
-            except redis.RedisError as e:
+            except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
                 self._client = None
                 self._recorder._count("send_failures")
                 self._recorder._emit(Failed("send_failed", len(records), str(e)))
@@ -486,7 +506,7 @@ class StreamWriter:
         ]
         try:
             self._xadd([(self.streams[shard], entry) for shard, entry in routed])
-        except redis.RedisError as e:
+        except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
             self._stop_replay(delete=False)  # replayed again later, from its start
             self._enter_outage(e, 0)
             return False
@@ -587,7 +607,7 @@ class StreamWriter:
         if targets:
             try:
                 self._xadd([(self.streams[k], e) for k in targets for e in entries])
-            except redis.RedisError as e:
+            except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
                 if self._journal is None:
                     return False
                 self._enter_outage(e, 0)
@@ -622,7 +642,16 @@ class StreamWriter:
             )
 
 
-def _backlog(info: dict[str, object], groups: list[dict[str, object]]) -> int:
+def _backlog(
+    info: dict[str, object], groups: list[dict[str, object]], oldest_pending: list[object]
+) -> int:
+    """Entries of one stream that MAXLEN must not trim: unread ones, and pending ones.
+
+    Unread: the slowest group's lag (capped by the length: Redis 7.0 leaves it
+    stale after a trim; missing before 7.0, where the length stands in). Pending:
+    how many entries lie from the oldest pending id to the end, estimated from
+    the ids' millisecond timestamps (entries arrive at a roughly steady rate).
+    """
     length = int(str(info["length"]))
     if not groups:
         return length  # no worker yet: everything is undelivered
@@ -633,7 +662,23 @@ def _backlog(info: dict[str, object], groups: list[dict[str, object]]) -> int:
             continue
         lag = g.get("lag")
         backlog = max(backlog, length if lag is None else min(int(str(lag)), length))
+    first = info.get("first-entry")
+    if oldest_pending and newest is not None and first:
+        first_ms, last_ms = _id_ms(first[0]), _id_ms(newest)  # type: ignore[index]
+        pending_ms = min(_id_ms(i) for i in oldest_pending)
+        if pending_ms <= first_ms:
+            return length  # at the very front: the next trim takes it
+        share = (last_ms - pending_ms) / max(1, last_ms - first_ms)
+        backlog = max(backlog, int(length * share))
     return backlog
+
+
+def _id_ms(entry_id: object) -> int:
+    return int(_text(entry_id).split("-", 1)[0])
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _take(frames: Iterator[tuple[int, Entry]], n: int) -> list[tuple[int, Entry]]:
