@@ -364,3 +364,21 @@ def test_ledger_accepts_what_garbage_entries_carry_and_reconciles(store: Store) 
     assert balance.dropped == {"journal_full": 1}
     assert balance.missing == [(5, 5)]
     assert balance.balanced
+
+
+def test_retention_is_accounted_as_purged_not_lost(store: Store) -> None:
+    from rawtap.consumer._accounting import Accounting
+    from rawtap.shared import ProducerReport
+
+    old, new = 1_000_000_000, 5_000_000_000_000_000_000
+    records = [make_record("openai", b"{}", seq=s, started_at_ns=old + s) for s in (0, 1, 3)]
+    records += [make_record("openai", b"{}", seq=s, started_at_ns=new + s) for s in (2, 4)]
+    store.write(records, 1)
+    store.write_accounting(
+        Accounting("s:{0}", reports=[ProducerReport(producer_id="ab" * 8, next_seq=5, at_ns=1)])
+    )
+    assert store.purge(new) == 3
+    (balance,) = store.reconcile()
+    assert (balance.stored, balance.purged, balance.missing) == (2, 3, [])
+    assert balance.lost == 0
+    assert balance.balanced

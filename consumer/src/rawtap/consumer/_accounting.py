@@ -61,6 +61,8 @@ class ProducerBalance:
     """Seqs below ``accepted`` (or the highest seen) that are nowhere: trimmed or lost."""
     final: bool
     """The producer closed and said so."""
+    purged: int = 0
+    """Stored once, then deleted by retention: accounted for, not lost."""
 
     @property
     def lost(self) -> int:
@@ -69,9 +71,9 @@ class ProducerBalance:
 
     @property
     def balanced(self) -> bool:
-        """``accepted = stored + dead-lettered + lost`` holds (and accepted is known)."""
+        """``accepted = stored + dead-lettered + lost + purged`` holds (and accepted is known)."""
         return self.accepted is not None and self.accepted == (
-            self.stored + self.dead_lettered + self.lost
+            self.stored + self.dead_lettered + self.lost + self.purged
         )
 
 

@@ -263,10 +263,13 @@ def _print_reconciliation(balances: list[ProducerBalance]) -> None:
         if b.missing:
             reasons["missing"] = reasons.get("missing", 0) + range_count(b.missing)
     lost = sum(reasons.values())
+    purged = sum(b.purged for b in balances)
     detail = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     typer.echo(
         f"reconciliation over {len(balances)} producers: accepted {accepted} = "
-        f"stored {stored} + dead-lettered {dead} + lost {lost}" + (f" ({detail})" if detail else "")
+        f"stored {stored} + dead-lettered {dead} + lost {lost}"
+        + (f" ({detail})" if detail else "")
+        + (f" + purged by retention {purged}" if purged else "")
     )
     for b in balances:
         if b.missing or b.dropped or b.accepted is None:

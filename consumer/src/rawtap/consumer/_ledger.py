@@ -90,3 +90,17 @@ def _clean(value: Any, postgres: bool) -> Any:
     if isinstance(value, str) and postgres and "\x00" in value:
         return value.replace("\x00", "\ufffd")
     return value
+
+
+PURGED = "purged"
+"""The ``producer_drops`` reason of records retention deleted: accounted for, not lost."""
+
+# Before retention deletes rows, their seqs go to the ledger as ranges (gaps and
+# islands), so the reconciliation counts them as purged rather than missing.
+RECORD_PURGED = (
+    "INSERT INTO producer_drops (producer_id, reason, first_seq, last_seq) "
+    "SELECT producer_id, 'purged', min(seq), max(seq) FROM ("
+    " SELECT producer_id, seq, seq - ROW_NUMBER() OVER (PARTITION BY producer_id ORDER BY seq)"
+    " AS island FROM records WHERE started_at_ns < ?) AS doomed "
+    "GROUP BY producer_id, island ON CONFLICT DO NOTHING"
+)

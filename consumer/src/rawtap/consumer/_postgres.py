@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 
 from rawtap.consumer._accounting import Accounting, ProducerBalance
 from rawtap.consumer._derived import Derived
-from rawtap.consumer._ledger import LEDGER_COUNTS, write_accounting
+from rawtap.consumer._ledger import LEDGER_COUNTS, RECORD_PURGED, write_accounting
 from rawtap.consumer._reconcile import reconcile_rows
 from rawtap.consumer._rows import (
     DERIVED_COLUMNS,
@@ -509,6 +509,8 @@ class PostgresSink:
         with self._lock:
             try:
                 conn = self._connection()
+                with conn.transaction():
+                    conn.execute(RECORD_PURGED.replace("?", "%s"), (before_ns,))
                 if self.partition == "day":
                     for day in sorted(self._existing_partitions(conn)):
                         end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)

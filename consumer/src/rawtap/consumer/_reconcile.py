@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rawtap.consumer._accounting import ProducerBalance, missing_ranges
+from rawtap.consumer._ledger import PURGED
 from rawtap.shared import SeqRange, add_to_ranges, range_count
 
 Query = Callable[[str, tuple[Any, ...]], Sequence[Sequence[Any]]]
@@ -70,6 +71,7 @@ def reconcile_rows(query: Query) -> list[ProducerBalance]:
             reason: range_count(r) - _overlap(r, present) - _overlap(r, dead_ranges)
             for reason, r in by_reason.items()
         }
+        purged = dropped.pop(PURGED, 0)
         accepted, final = progress.get(pid, (None, False))
         seen = [h for _, h in present] + [h for _, h in dead_ranges]
         seen += [h for r in by_reason.values() for _, h in r]
@@ -84,6 +86,7 @@ def reconcile_rows(query: Query) -> list[ProducerBalance]:
                 dropped={k: v for k, v in dropped.items() if v},
                 missing=missing_ranges(upper, present, accounted),
                 final=final,
+                purged=purged,
             )
         )
     return balances

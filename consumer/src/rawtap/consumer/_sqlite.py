@@ -24,7 +24,7 @@ from typing import Any, Self
 
 from rawtap.consumer._accounting import Accounting, ProducerBalance
 from rawtap.consumer._derived import Derived
-from rawtap.consumer._ledger import LEDGER_COUNTS, write_accounting
+from rawtap.consumer._ledger import LEDGER_COUNTS, RECORD_PURGED, write_accounting
 from rawtap.consumer._reconcile import reconcile_rows
 from rawtap.consumer._rows import (
     DERIVED_COLUMNS,
@@ -220,6 +220,11 @@ class SqliteSink:
             "DELETE FROM records WHERE record_id IN (SELECT record_id FROM records "
             "WHERE started_at_ns < ? LIMIT ?)"
         )
+        with self._lock:
+            try:
+                self._conn.execute(RECORD_PURGED, (before_ns,))
+            except sqlite3.Error as e:
+                raise SinkError(f"SQLite purge in {self.path!r} failed: {e}") from e
         total = 0
         while True:
             with self._lock:
