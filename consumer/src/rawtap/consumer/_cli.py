@@ -361,7 +361,7 @@ def dead_letters_requeue(
 
 @app.command()
 def demo(
-    count: Annotated[int, typer.Option("--count", "-n", help="Records to send through.")] = 3000,
+    count: Annotated[int, typer.Option("--count", "-n", help="SDK calls to make.")] = 1000,
     sink: Annotated[str, typer.Option("--sink", help="Sink URL.")] = "sqlite:///rawtap-demo.db",
     redis_url: Annotated[
         str | None,
