@@ -68,32 +68,19 @@ def consumers(
     """Start ``count`` consumer processes and wait until each says ``ready``."""
     procs: list[subprocess.Popen[str]] = []
     try:
-        for i in range(count):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench._consumer",
-                        kind,
-                        "--redis",
-                        redis_url,
-                        "--prefix",
-                        prefix,
-                        "--sink",
-                        sink_url,
-                        "--name",
-                        f"bench-{i}",
-                        "--batch",
-                        str(batch),
-                    ],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                    cwd=_ROOT,
-                    env={**os.environ, **(env or {})},
-                )  # fmt: skip
+        argv = [sys.executable, "-m", "bench._consumer", kind, "--redis", redis_url,
+                "--prefix", prefix, "--sink", sink_url, "--batch", str(batch)]  # fmt: skip
+        procs.extend(
+            subprocess.Popen(
+                [*argv, "--name", f"bench-{i}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=_ROOT,
+                env={**os.environ, **(env or {})},
             )
+            for i in range(count)
+        )
         for p in procs:
             assert p.stdout is not None
             line = p.stdout.readline()

@@ -106,11 +106,14 @@ def run(redis_url: str, quick: bool, postgres_url: str | None, **_: Any) -> list
             with fresh_sink(sink_kind, postgres_url) as url:
                 return sink_alone(url, entries, 500)
 
+        def consumer(kind: str, sink_kind: str = sink_kind) -> Callable[[], float]:
+            return lambda: consume_rate(kind, redis_url, sink_kind, postgres_url, entries)
+
         variants: list[tuple[list[float], Callable[[], float]]] = [
-            (rawtap, lambda s=sink_kind: consume_rate("rawtap", redis_url, s, postgres_url, entries)),  # type: ignore[misc]
-            (peer, lambda s=sink_kind: consume_rate("faststream", redis_url, s, postgres_url, entries)),  # type: ignore[misc]
+            (rawtap, consumer("rawtap")),
+            (peer, consumer("faststream")),
             (alone, sink_only),
-        ]  # fmt: skip
+        ]
         for r in range(rounds):
             for out, fn in variants if r % 2 == 0 else reversed(variants):
                 out.append(fn())
