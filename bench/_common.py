@@ -306,7 +306,7 @@ class EntryFactory:
         out = []
         now = time.time_ns()
         for _ in range(n):
-            item = (self.seq, 0, now, "openai", self.body, METADATA, "user-42", DETAILS)
+            item = (self.seq, 0, (now, "openai", self.body, METADATA, "user-42", DETAILS))
             out.append(serialize(item, self.producer_id, "bench", 8 * 1024 * 1024).entry)
             self.seq += 1
         return out
