@@ -123,6 +123,25 @@ def _response_body(
     return body, form, chunk_pairs
 
 
+def _truncate(
+    body: bytes, request_body: bytes, chunk_pairs: list[list[int]], max_record_bytes: int
+) -> tuple[bytes, bytes, list[list[int]], int | None, int | None]:
+    """Cut the bodies to ``max_record_bytes``; their original sizes where cut."""
+    original_size = original_request_size = None
+    # The response is the point of the record: the request gets what the body
+    # leaves of the budget, but never less than half of it.
+    request_cap = max(max_record_bytes // 2, max_record_bytes - len(body))
+    if len(request_body) > request_cap:
+        original_request_size = len(request_body)
+        request_body = request_body[:request_cap]
+    body_cap = max_record_bytes - len(request_body)
+    if len(body) > body_cap:
+        original_size = len(body)
+        body = body[:body_cap]
+        chunk_pairs = _cut_chunks(chunk_pairs, body_cap)
+    return body, request_body, chunk_pairs, original_size, original_request_size
+
+
 def serialize(
     item: Sequence[Any], producer_id: str, service: str | None, max_record_bytes: int
 ) -> SerializedRecord:
@@ -140,10 +159,9 @@ def serialize(
         unknown = d.keys() - DETAIL_KEYS
         errors.append(f"unknown record details ignored: {', '.join(sorted(unknown))}")
 
-    if type(provider) is not str or not provider:
-        if not isinstance(provider, str) or not provider:
-            errors.append(f"provider {provider!r} is not a name; recorded as 'unknown'")
-            provider = "unknown"
+    if not isinstance(provider, str) or not provider:
+        errors.append(f"provider {provider!r} is not a name; recorded as 'unknown'")
+        provider = "unknown"
     if session_id is not None and not isinstance(session_id, str):
         session_id = str(session_id)
     if metadata is not None and not isinstance(metadata, Mapping):
@@ -166,17 +184,9 @@ def serialize(
     truncated = len(body) + len(request_body) > max_record_bytes
     original_size = original_request_size = None
     if truncated:
-        # The response is the point of the record: the request gets what the body
-        # leaves of the budget, but never less than half of it.
-        request_cap = max(max_record_bytes // 2, max_record_bytes - len(body))
-        if len(request_body) > request_cap:
-            original_request_size = len(request_body)
-            request_body = request_body[:request_cap]
-        body_cap = max_record_bytes - len(request_body)
-        if len(body) > body_cap:
-            original_size = len(body)
-            body = body[:body_cap]
-            chunk_pairs = _cut_chunks(chunk_pairs, body_cap)
+        body, request_body, chunk_pairs, original_size, original_request_size = _truncate(
+            body, request_body, chunk_pairs, max_record_bytes
+        )
 
     end_state = get("end_state", _COMPLETE)
     if end_state not in _END_STATES:
