@@ -125,7 +125,7 @@ def run(redis_url: str, quick: bool, **_: Any) -> list[Figure]:
                 goal=LIMIT_MB + 30,
                 note=f"second half grew {r['second_half_growth']:+.1f} MB; "
                 f"{r['offered']:,} offered, {r['accepted']:,} accepted, "
-                f"{r['spilled']:,} spilled",
+                f"{r['spilled']:,} spilled, {sum(r['dropped'].values()):,} dropped",
                 extra={k: v for k, v in r.items() if k != "rss"} | {"rss": r["rss"]},
             )
         )  # fmt: skip

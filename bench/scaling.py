@@ -82,7 +82,7 @@ def run(redis_url: str, quick: bool, postgres_url: str | None, **_: Any) -> list
         for b in batches
     ]
 
-    sizes = [200, 2_000] if quick else [200, 2_000, 20_000, 200_000]
+    sizes = [200, 2_000, 200_000] if quick else [200, 2_000, 20_000, 200_000]
     by_size = {s: EntryFactory(s).make(max(100, min(n, 40_000_000 // s))) for s in sizes}
     curve = _curve(
         sizes, 2_000,
