@@ -557,7 +557,9 @@ def test_p23_fork_safe(chaos: Chaos) -> None:
             if pid == 0:
                 for i in range(100):
                     r.record("openai", b"child", {{"child": n}})
-                print(r.producer_id, r.stats().accepted, flush=True)
+                # Each child writes its own file: forked writers share one stdout pipe.
+                with open(os.path.join(sys.argv[1], f"child-{{n}}"), "w") as out:
+                    out.write(f"{{r.producer_id}} {{r.stats().accepted}}")
                 r.close(10)
                 os._exit(0)
             children.append(pid)
@@ -568,8 +570,14 @@ def test_p23_fork_safe(chaos: Chaos) -> None:
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", script, str(chaos.tmp)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout.split()
+    for n in range(3):
+        out += (chaos.tmp / f"child-{n}").read_text().split()
     ids = out[0::2]
     assert len(set(ids)) == 4  # distinct producer ids
     chaos.start_worker("w1")

@@ -10,8 +10,12 @@ import threading
 from collections import deque
 from typing import Any
 
-Item = tuple[Any, ...]
-"""One pending record: ``(seq, size, captured_at_ns, …)``; see ``Recorder.record``."""
+Item = tuple[int, int, tuple[Any, ...]]
+"""One pending record: ``(seq, size, fields)``, ``fields`` as ``Recorder.record`` passed them.
+
+``fields`` is kept as the caller's tuple rather than spliced into a flat one:
+``(seq, size, *fields)`` costs ~0.25 µs more per call, a quarter of the hot path.
+"""
 
 
 class RecordBuffer:
@@ -38,8 +42,8 @@ class RecordBuffer:
         self.accepted = 0
         self.refused = 0
 
-    def put(self, size: int, fields: Item) -> int:
-        """Append ``(seq, size, *fields)`` and return its ``seq``, or -1 if full.
+    def put(self, size: int, fields: tuple[Any, ...]) -> int:
+        """Append ``(seq, size, fields)`` and return its ``seq``, or -1 if full.
 
         ``seq`` is assigned under the lock, so it is gapless over accepted
         records and the buffer is in ``seq`` order.
@@ -52,7 +56,7 @@ class RecordBuffer:
             self._next_seq = seq + 1
             self.accepted += 1
             self._bytes += size
-            self._items.append((seq, size, *fields))
+            self._items.append((seq, size, fields))
             return seq
 
     def take(self, limit: int) -> list[Item]:

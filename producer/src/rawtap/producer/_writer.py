@@ -237,7 +237,7 @@ class StreamWriter:
                     self._settings.service,
                     self._settings.max_record_bytes,
                 )
-                rec.shard = shard_for(item[6], item[0], shards)  # item[6]: the session id
+                rec.shard = shard_for(item[2][4], item[0], shards)  # item[2][4]: the session id
                 records.append(rec)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the others
                 self._recorder._drop_seqs("serialize_error", [item[0]], repr(e))
