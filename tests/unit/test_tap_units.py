@@ -177,3 +177,19 @@ def test_session_metadata_is_copied_on_creation() -> None:
         state = current_session()
         assert state is not None
         assert state.metadata == {"k": "v"}
+
+
+def test_a_users_own_httpx2_transport_is_recognised_after_openai_is_imported() -> None:
+    import httpx2
+    import openai  # renames httpx2.BaseTransport.__module__ to "openai"
+
+    from rawtap.producer._tap._transport import package_of
+
+    class Mine(httpx2.BaseTransport):
+        pass
+
+    assert openai is not None
+    assert package_of(Mine()) == "httpx2"
+    with httpx2.Client() as client:
+        assert package_of(client) == "httpx2"
+    assert package_of(object()) is None

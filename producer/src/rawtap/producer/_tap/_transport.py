@@ -478,7 +478,23 @@ def flavour(package: str) -> Flavour | None:
 
 
 def package_of(obj: object) -> str | None:
-    """``httpx2`` or ``httpx``: the package whose class ``obj`` is (or subclasses)."""
+    """``httpx2`` or ``httpx``: the package whose class ``obj`` is (or subclasses).
+
+    Judged by identity against the loaded packages, not by ``__module__``: the
+    openai SDK renames ``httpx2.BaseTransport.__module__`` to ``openai`` when
+    it is imported, which would make a user's own transport unrecognisable.
+    """
+    for name in ("httpx2", "httpx"):
+        module = sys.modules.get(name)
+        if module is None:
+            continue
+        bases = tuple(
+            getattr(module, attr)
+            for attr in ("BaseTransport", "AsyncBaseTransport", "Client", "AsyncClient")
+            if isinstance(getattr(module, attr, None), type)
+        )
+        if bases and isinstance(obj, bases):
+            return name
     for cls in type(obj).__mro__:
         root = cls.__module__.partition(".")[0]
         if root in ("httpx2", "httpx"):
