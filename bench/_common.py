@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ from typing import Any
 
 import orjson
 import redis
+
+from rawtap.consumer._demo import redis_binary
 
 POSTGRES_URL = os.environ.get(
     "RAWTAP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -186,7 +187,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def private_redis() -> Iterator[str]:
     """A ``redis-server`` of our own on a free port (no persistence); yields its URL."""
-    binary = shutil.which("redis-server")
+    binary = redis_binary("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not on PATH; install it (apt-get install redis-server)")
     port = free_port()

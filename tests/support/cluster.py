@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +27,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from rawtap.consumer._demo import redis_binary
 from tests.support.services import REDIS_HOW_TO
 
 NODE_TIMEOUT_MS = 1000
@@ -59,7 +59,7 @@ class ClusterNode:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
+        binary = redis_binary("redis-server")
         if binary is None:
             pytest.fail(f"redis-server is not on PATH; {REDIS_HOW_TO}", pytrace=False)
         self.proc = subprocess.Popen(
@@ -117,7 +117,7 @@ class LocalCluster:
             _wait_ping(node)
         done = subprocess.run(
             [
-                "redis-cli", "--cluster", "create",
+                redis_binary("redis-cli") or "redis-cli", "--cluster", "create",
                 *(f"127.0.0.1:{n.port}" for n in self.nodes),
                 "--cluster-replicas", str(replicas), "--cluster-yes",
             ],
@@ -268,7 +268,10 @@ class CommandLog:
         for port, path in zip(ports, self.files, strict=True):
             with path.open("wb") as out:
                 self.procs.append(
-                    subprocess.Popen(["redis-cli", "-p", str(port), "monitor"], stdout=out)
+                    subprocess.Popen(
+                        [redis_binary("redis-cli") or "redis-cli", "-p", str(port), "monitor"],
+                        stdout=out,
+                    )
                 )
         time.sleep(0.3)  # let every monitor attach before the traffic starts
 

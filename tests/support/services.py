@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 
 import pytest
 import redis
+
+from rawtap.consumer._demo import redis_binary
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -103,7 +104,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Start (or restart) the server and wait until it answers."""
-        binary = shutil.which("redis-server")
+        binary = redis_binary("redis-server")
         if binary is None:
             pytest.fail(f"redis-server is not on PATH; {REDIS_HOW_TO}", pytrace=False)
         self.proc = subprocess.Popen(

