@@ -74,3 +74,22 @@ def test_segments_other_producers_leave_are_seen(tmp_path: Path) -> None:
     segment = mine.claim_oldest(include_active=False)
     assert segment is not None
     assert segment.producer_id == "b" * 16
+
+
+def test_a_new_segment_name_is_made_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    from rawtap.producer import _journal
+
+    synced: list[bool] = []  # True for a directory, False for a file
+    real_fsync = os.fsync
+
+    def spying_fsync(fd: int) -> None:
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(_journal.os, "fsync", spying_fsync)
+    SpillJournal(tmp_path, "a" * 16, 1 << 20).append(_frames(2))
+    assert synced == [True, False]  # the directory entry, then the frames

@@ -44,6 +44,14 @@ class JournalFull(Exception):
     """Appending would pass the journal's byte bound."""
 
 
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def encode_frame(seq: int, entry: Entry) -> bytes:
     """One frame holding ``entry`` (``seq`` is -1 for entries that are not records)."""
     parts = [_COUNT.pack(len(entry))]
@@ -173,6 +181,8 @@ class SpillJournal:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.rename(tmp, path)
+                if self._fsync:  # the new name must survive a power loss, not only the bytes
+                    _fsync_dir(self.directory)
             except OSError:
                 os.close(fd)
                 with contextlib.suppress(OSError):
