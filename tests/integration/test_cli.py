@@ -116,3 +116,69 @@ def test_unusable_sink_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("rawtap: error: cannot connect to PostgreSQL postgresql://")
     assert 'database "no_such_db" does not exist' in lines[0]
+
+
+def test_dead_letters_are_listed_shown_and_requeued_into_the_store(
+    redis_url: str,
+    stream_prefix: str,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    import time
+
+    import redis
+
+    from rawtap.consumer import SqliteSink, Worker
+    from rawtap.shared import Record, StreamNames, encode_entry, make_record_id
+    from tests.support.pipeline import drain, wait_until, worker_thread
+
+    names = StreamNames(stream_prefix)
+    now = time.time_ns()
+    good = Record(
+        record_id=make_record_id(now, "d" * 16, 0),
+        producer_id="d" * 16,
+        seq=0,
+        provider="openai",
+        body=b"{}",
+        started_at_ns=now,
+        captured_at_ns=now,
+    )
+    broken = encode_entry(good)
+    broken[b"v"] = b"9"  # a schema this release refuses: dead-lettered
+    client = redis.Redis.from_url(redis_url)
+    client.xadd(names.shard(0), broken)  # type: ignore[arg-type]
+    env = {"RAWTAP_REDIS_URL": redis_url, "RAWTAP_STREAM_PREFIX": stream_prefix}
+    with SqliteSink(tmp_path / "s.db") as sink:
+        worker = Worker(
+            redis_url=redis_url, stream_prefix=stream_prefix, consumer="dl", block_ms=50, sink=sink
+        )
+        with worker_thread(worker):
+            wait_until(lambda: worker.stats.dead_lettered == 1, what="the dead letter")
+            listed = _run("dead-letters", "list", env=env)
+            assert listed.returncode == 0, listed.stderr
+            (line,) = listed.stdout.strip().splitlines()
+            letter_id = line.split()[0]
+            assert f"record {good.record_id}" in line
+            assert "schema version b'9' is not supported" in line
+            shown = _run("dead-letters", "show", letter_id, env=env)
+            assert shown.returncode == 0, shown.stderr
+            assert "field body (2 bytes): {}" in shown.stdout
+            missing = _run("dead-letters", "show", "1-1", env=env)
+            assert missing.returncode == 1
+            assert missing.stderr.startswith("rawtap: error: no dead letter 1-1")
+            # Fixed (here: by hand), then requeued: the record reaches the store.
+            client.xadd(
+                f"{names.dead_letters}",
+                {
+                    b"origin_stream": names.shard(0).encode(),
+                    b"origin_id": b"0-1",
+                    b"error": b"x",
+                    **{b"f:" + k: v for k, v in encode_entry(good).items()},
+                },
+            )
+            requeued = _run("dead-letters", "requeue", "--all", env=env)
+            assert requeued.returncode == 0, requeued.stderr
+            assert "requeued 2 dead letters" in requeued.stdout
+            drain(sink, good.producer_id, 1)
+        assert sink.get(good.record_id) == good
+    assert client.xlen(names.dead_letters) == 1  # the still-broken one came back once more
+    client.close()
