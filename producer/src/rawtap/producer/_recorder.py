@@ -298,7 +298,11 @@ class Recorder:
     # -- lifecycle ------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything accepted so far has reached Redis; True if it did in time."""
+        """Wait until everything accepted so far has left memory; True if it did in time.
+
+        Left memory means sent to Redis, or, while Redis is down or the
+        consumers lag, written to the spill journal (replayed later).
+        """
         deadline = time.monotonic() + (
             self.settings.close_timeout_s if timeout is None else timeout
         )
