@@ -638,19 +638,22 @@ def _looks_like_sse(head: bytes) -> bool:
 
 def derive(record: Record) -> Derived:
     """The derived fields of ``record``; never raises (a failure is in ``parse_error``)."""
-    base: dict[str, Any] = {"model": _request_model(record), "request_id": _request_id(record)}
+    # The request's model is a fallback: parse the request body (large prompts, images)
+    # only when the response does not name its model.
+    base: dict[str, Any] = {"request_id": _request_id(record)}
     parser: _Parser | None = None
     try:
         body = _body(record)
         head = b"".join(body.pieces)[:_SNIFF_BYTES] if body.pieces else b""
         name = _pick_by_url(record.url) or _pick_by_content(record.provider, head)
         if name is None:
-            return Derived(**base)
+            return Derived(**base, model=_request_model(record))
         parser = _PARSERS[name]
         base.update(parser=parser.name, parser_version=parser.version)
         if not head.strip():
-            return Derived(**base)  # nothing to parse: an empty body is not a failure
-        fields = _Fields(model=base["model"])
+            # Nothing to parse: an empty body is not a failure.
+            return Derived(**base, model=_request_model(record))
+        fields = _Fields()
         if _looks_like_sse(head):
             parser.read_stream(sse_events(body.pieces), body, fields)
         else:
@@ -660,10 +663,13 @@ def derive(record: Record) -> Derived:
                 fields.ttft_ns = record.first_byte_ns  # a JSON body arrives all at once
         if not fields.seen:
             if record.status is not None and record.status >= 400:
-                return Derived(**base, provider_error=f"HTTP {record.status}")
+                return Derived(
+                    **base, model=_request_model(record), provider_error=f"HTTP {record.status}"
+                )
             raise ValueError(f"the body is not a {parser.name} response")  # noqa: TRY301
         return Derived(
-            **{**base, "model": fields.model},
+            **base,
+            model=fields.model or _request_model(record),
             response_id=fields.response_id,
             input_tokens=fields.input_tokens,
             output_tokens=fields.output_tokens,
@@ -685,6 +691,7 @@ def derive(record: Record) -> Derived:
 
 
 def _failure(record: Record, base: dict[str, Any], error: Exception) -> Derived:
+    base = {**base, "model": base.get("model") or _request_model(record)}
     if record.status is not None and record.status >= 400:
         # An error page (HTML, plain text) is the provider's answer, not a parser failure.
         snippet = record.body[:200].decode("utf-8", errors="replace").strip()
