@@ -211,9 +211,11 @@ def test_collector_and_prometheus_configs_agree(compose: dict[str, Any]) -> None
     ):
         _check_collector(config)
     config = _load(DEPLOY / "otel-collector.yaml")
-    jaeger = urlsplit("//" + config["exporters"]["otlp/jaeger"]["endpoint"])
+    jaeger = urlsplit("//" + config["exporters"]["otlp_grpc/jaeger"]["endpoint"])
     assert jaeger.hostname in services
-    assert services["jaeger"]["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    # Jaeger v2: OTLP on by default (the v1 line's COLLECTOR_OTLP_ENABLED is gone).
+    assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
+    assert "environment" not in services["jaeger"]
     exporter_port = config["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
     prometheus = _load(DEPLOY / "prometheus.yml")
     targets = [
@@ -233,6 +235,9 @@ def _check_collector(config: dict[str, Any]) -> None:
             for name in pipeline.get(kind, []):
                 assert name in config[kind], f"{kind} {name} is used but not defined"
     assert set(config["service"]["pipelines"]) == {"traces", "metrics"}
+    # collector 0.144+ names: `otlp`/`otlphttp` exporters are deprecated aliases.
+    for exporter in config["exporters"]:
+        assert exporter.split("/")[0] not in ("otlp", "otlphttp"), exporter
     for extension in config["service"].get("extensions", []):
         assert extension in config["extensions"]
 
@@ -260,12 +265,26 @@ def test_dockerfiles_copy_what_exists_and_install_real_extras(name: str) -> None
         if kw == "COPY":
             source = rest.split()[0]
             assert (ROOT / source).exists(), f"{name}: COPY {source}"
-        if kw == "RUN" and "pip install" in rest:
-            for member, extras in re.findall(r"\./(\w+)\[([\w,-]+)\]", rest):
-                meta = tomllib.loads((ROOT / member / "pyproject.toml").read_text())
-                for extra in extras.split(","):
-                    assert extra in meta["project"]["optional-dependencies"], (member, extra)
+    # Installed from uv.lock by deploy/install.sh (tests/integration/test_deploy_install.py
+    # runs it), with a pinned uv, and nothing else pip-installed.
+    copied = [rest.split()[0] for kw, rest in steps if kw == "COPY"]
+    assert "uv.lock" in " ".join(c for kw, c in steps if kw == "COPY")
+    assert "deploy/install.sh" in copied
+    (run,) = [rest for kw, rest in steps if kw == "RUN"]
+    assert re.search(r"pip install uv==\d+\.\d+\.\d+ ", run), run
+    (install,) = re.findall(r"deploy/install\.sh (\S+) (rawtap-\w+)((?: [\w-]+)*)", run)
+    member = install[1].removeprefix("rawtap-")
+    meta = tomllib.loads((ROOT / member / "pyproject.toml").read_text())
+    for extra in install[2].split():
+        assert extra in meta["project"]["optional-dependencies"], (member, extra)
+    assert f"ENV PATH={install[0]}/bin:$PATH" in {f"{kw} {rest}" for kw, rest in steps}
     assert any(kw == "STOPSIGNAL" and rest == "SIGTERM" for kw, rest in steps)
+
+
+def test_docker_build_context_leaves_out_local_environments_and_data() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for pattern in ("**/.venv/", ".git/", "**/*.db", "**/__pycache__/"):
+        assert pattern in ignored
 
 
 def test_worker_image_runs_the_rawtap_console_script() -> None:
@@ -294,8 +313,8 @@ def _k8s_kind(kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def _secret_example() -> dict[str, Any]:
-    (secret,) = _docs(K8S / "secret.example.yaml")
+def _secret_example(name: str = "rawtap-worker-secrets") -> dict[str, Any]:
+    (secret,) = [d for d in _docs(K8S / "secret.example.yaml") if d["metadata"]["name"] == name]
     return secret
 
 
@@ -344,7 +363,7 @@ def test_k8s_worker_statefulset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env["RAWTAP_CONSUMER"]["value"] == "$(POD_NAME)"
     # Every key the pod gets is a variable the worker reads, and its value is valid.
     keys = set(config["data"]) | set(secret["stringData"]) | set(env)
-    extra = {"POD_NAME", "POD_NAMESPACE", "REDIS_USERNAME", "REDIS_PASSWORD"}
+    extra = {"POD_NAME", "POD_NAMESPACE"}
     assert not keys - WORKER_NAMES - OTEL_NAMES - extra, keys - WORKER_NAMES - OTEL_NAMES - extra
     values = {**config["data"], **secret["stringData"], "RAWTAP_CONSUMER": "rawtap-worker-0"}
     settings = _settings_from(WorkerSettings, values, monkeypatch)
@@ -373,7 +392,7 @@ def test_k8s_keda_scales_the_workers_on_lag_and_pending_of_their_stream() -> Non
     config = _k8s_kind("ConfigMap", "rawtap-worker")["data"]
     stream = StreamNames(config["RAWTAP_STREAM_PREFIX"]).shard(0)
     kinds = set()
-    secret_keys = set(_secret_example()["stringData"])
+    keda_secret = _secret_example("rawtap-keda-secrets")
     for trigger in scaled["spec"]["triggers"]:
         assert trigger["type"] == "redis-streams"
         meta = trigger["metadata"]
@@ -386,8 +405,8 @@ def test_k8s_keda_scales_the_workers_on_lag_and_pending_of_their_stream() -> Non
             kinds.add("pending")
         auth = _k8s_kind("TriggerAuthentication", trigger["authenticationRef"]["name"])
         for ref in auth["spec"]["secretTargetRef"]:
-            assert ref["name"] == _secret_example()["metadata"]["name"]
-            assert ref["key"] in secret_keys
+            assert ref["name"] == keda_secret["metadata"]["name"]
+            assert ref["key"] in keda_secret["stringData"]
     assert kinds == {"lag", "pending"}
 
 
@@ -397,7 +416,14 @@ def test_redis_acl_lines_name_the_streams_the_code_uses() -> None:
         for line in (K8S / "redis-acl.conf").read_text().splitlines()
         if line.startswith("user ")
     ]
-    assert {words[1] for words in lines} == {"rawtap-worker", "rawtap-producer"}
+    assert {words[1] for words in lines} == {
+        "default",
+        "rawtap-worker",
+        "rawtap-producer",
+        "rawtap-keda",
+    }
+    assert ["user", "default", "off"] in lines
+    lines = [words for words in lines if words[1] != "default"]
     config = _k8s_kind("ConfigMap", "rawtap-worker")["data"]
     names = StreamNames(config["RAWTAP_STREAM_PREFIX"])
     for words in lines:
