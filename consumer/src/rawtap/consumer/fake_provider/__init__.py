@@ -30,28 +30,13 @@ are chunked, one SSE event per chunk)::
 
 Scenarios are chosen by the model name, which every SDK passes through as is
 (the JSON body's ``model``; Gemini's URL path). Any model name that does not
-start with ``fake-`` is the normal scenario. Otherwise the rest is one or more
-``+``-joined options::
-
-    normal                  a normal reply (same as any other model name)
-    429, 500                every attempt fails with that status and the
-    (also 400 401 503 529)  provider's own error body; retryable ones carry
-                            ``retry-after-ms: 10`` and ``retry-after: 0``
-                            (not Gemini's: google-genai ignores them)
-    429-then-200            the first attempt of each logical call fails, the
-    429x2-then-200          next succeeds (x2: the first two fail)
-    reset-before-headers    the request is read, then the connection is reset (RST)
-    reset-mid-body          headers and about half the body are sent, then RST
-                            (both also take -then-200 / xN-then-200)
-    gzip                    Content-Encoding: gzip when the request accepts it;
-                            streams are sync-flushed per chunk
-    gzip-no-trailer         the same, minus the gzip trailer (CRC32 and length)
-    slow, slow-<ms>         a pause before every body write (default 50 ms)
-    long, long-<n>          a reply of 200 (or n) words: one stream chunk each
-
-e.g. ``fake-429-then-200``, ``fake-gzip+slow-20``, ``fake-long-1000``,
-``openai/fake-500`` (OpenRouter: the last ``/`` segment counts). An unknown
-option gets a 400 in the provider's format saying so.
+start with ``fake-`` is the normal scenario; otherwise the rest is one or more
+``+``-joined options, e.g. ``fake-429-then-200``, ``fake-gzip+slow-20``,
+``fake-long-1000``, ``openai/fake-500`` (OpenRouter: the last ``/`` segment
+counts). ``rawtap.consumer.fake_provider._scenario.OPTIONS`` lists every option;
+``python -m rawtap.consumer.fake_provider --help`` prints them and
+docs/testing.md has the table. An unknown option gets a 400 in the provider's
+format saying so.
 
 A *logical call* is keyed by method, target and a hash of the request body:
 the SDKs resend identical bodies on retry. Attempt ``n`` of a key is the

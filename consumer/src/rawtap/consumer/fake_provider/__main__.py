@@ -14,6 +14,7 @@ import sys
 import threading
 from types import FrameType
 
+from rawtap.consumer.fake_provider._scenario import options_help
 from rawtap.consumer.fake_provider._server import FakeProvider
 
 
@@ -22,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rawtap.consumer.fake_provider",
         description="A local HTTP server that answers like OpenAI, Anthropic, Gemini and "
-        "OpenRouter. Scenarios are chosen by the model name (see the module docstring).",
+        "OpenRouter, byte for byte. The model name of a request picks its scenario.",
+        epilog=options_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: a free one)")

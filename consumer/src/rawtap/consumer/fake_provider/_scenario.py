@@ -4,12 +4,16 @@ The model name is the one knob every SDK passes through unchanged (in the JSON
 body for OpenAI, OpenRouter and Anthropic, in the URL path for Gemini), so it
 selects the scenario: ``fake-`` followed by ``+``-joined options, e.g.
 ``fake-429-then-200`` or ``fake-gzip+slow-20+long-50``. Any other model name
-is the normal scenario. The grammar is documented in the package docstring.
+is the normal scenario. ``OPTIONS`` is the documentation of every option: the
+process's ``--help`` prints it and docs/testing.md lists it (a test keeps them
+equal, and checks that each option parses and that every field of ``Scenario``
+is set by one of them).
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, replace
 
 PREFIX = "fake"
@@ -31,6 +35,79 @@ _FAULT = re.compile(
 )
 _SLOW = re.compile(r"^slow(?:-(?P<ms>\d{1,5}))?$")
 _LONG = re.compile(r"^long(?:-(?P<n>[1-9]\d{0,5}))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioOption:
+    """One option of a ``fake-…`` model name: its syntax, an example, what it does."""
+
+    syntax: str
+    example: str
+    meaning: str
+
+
+OPTIONS: tuple[ScenarioOption, ...] = (
+    ScenarioOption(
+        "normal", "fake-normal", "a normal reply (same as any model name not starting fake-)"
+    ),
+    ScenarioOption(
+        "<status>",
+        "fake-429",
+        "every attempt fails with that status (400 401 429 500 503 529) and the "
+        "provider's own error body; retryable ones carry retry-after-ms: 10 and "
+        "retry-after: 0 (not Gemini's: google-genai ignores them)",
+    ),
+    ScenarioOption(
+        "<fault>-then-200, <fault>x<n>-then-200",
+        "fake-500x2-then-200",
+        "the first (n) attempts of each logical call get the fault, the next succeeds",
+    ),
+    ScenarioOption(
+        "reset-before-headers",
+        "fake-reset-before-headers",
+        "the request is read, then the connection is reset (RST); also -then-200",
+    ),
+    ScenarioOption(
+        "reset-mid-body",
+        "fake-reset-mid-body-then-200",
+        "headers and about half the body are sent, then RST; also -then-200",
+    ),
+    ScenarioOption(
+        "gzip",
+        "fake-gzip",
+        "Content-Encoding: gzip when the request accepts it; streams sync-flushed per chunk",
+    ),
+    ScenarioOption(
+        "gzip-no-trailer",
+        "fake-gzip-no-trailer",
+        "the same, minus the gzip trailer (CRC32, length)",
+    ),
+    ScenarioOption(
+        "slow, slow-<ms>",
+        "fake-slow-20",
+        f"a pause before every body write (default {DEFAULT_SLOW_MS} ms, or --slow-ms)",
+    ),
+    ScenarioOption(
+        "long, long-<n>",
+        "fake-long-1000",
+        f"a reply of {DEFAULT_LONG_WORDS} (or n) words, one stream chunk each",
+    ),
+)
+
+
+def options_help() -> str:
+    """``OPTIONS`` as plain text, one option a paragraph (the process's ``--help``)."""
+    lines = textwrap.wrap(
+        "scenarios: a model name fake-<option>[+<option>…] picks one (any other model name "
+        "is the normal reply); OpenRouter's openai/fake-… counts its last / segment:",
+        88,
+    )
+    for option in OPTIONS:
+        lines.append(f"  {option.syntax:<40} e.g. {option.example}")
+        lines.extend(
+            textwrap.wrap(option.meaning, 88, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        )
+    return "\n".join(lines)
 
 
 class ScenarioError(ValueError):
@@ -115,5 +192,6 @@ def _apply(option: str, scenario: Scenario, slow_ms: int) -> Scenario:
             raise ScenarioError(f"fake error status {status} is not one of {allowed}")
         return replace(scenario, status=status, fail_times=times, then_ok=then_ok)
     raise ScenarioError(
-        f"unknown fake scenario option {option!r}; see rawtap.consumer.fake_provider's docstring"
+        f"unknown fake scenario option {option!r}; "
+        "`python -m rawtap.consumer.fake_provider --help` lists them"
     )
