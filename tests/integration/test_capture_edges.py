@@ -651,3 +651,87 @@ def test_async_ways_to_stop_reading(row: ARow, fake: FakeProvider, captured: Cap
     asyncio.run(main())
     gc.collect()  # rows that leave a stream to the GC: collect it before counting
     _check_one_early_record(captured, fake, row.expected)
+
+
+# -- original_size -----------------------------------------------------------------------
+
+LIMIT = 1024 * 1024
+"""max_record_bytes of the truncation tests: a fifth of the 5 MB body."""
+
+BIG = "fake-long-883000"
+"""A JSON reply of a little over 5 MB (one Content-Length body, read in network pieces)."""
+
+
+@pytest.fixture
+def small_records(redis_url: str, stream_prefix: str, redis_client: Any) -> Iterator[Captured]:
+    recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix, max_record_bytes=LIMIT)
+    yield Captured(recorder, redis_client, stream_prefix)
+    recorder.close()
+
+
+def _assert_cut_exactly(record: Record, wire_body: bytes) -> None:
+    assert record.end_state is EndState.COMPLETE
+    assert record.error is None
+    assert record.truncated
+    assert record.original_size == len(wire_body)
+    assert len(record.body) + len(record.request_body) == LIMIT
+    assert wire_body.startswith(record.body)
+    assert sum(c.size for c in record.chunks) == len(record.body)
+
+
+def test_original_size_of_a_5mb_response_is_exact_every_time(
+    fake: FakeProvider, small_records: Captured
+) -> None:
+    import openai
+
+    client = small_records.recorder.instrument(
+        openai.OpenAI(api_key=API_KEY, base_url=fake.openai_base_url, max_retries=0)
+    )
+    texts = []
+    try:
+        for _ in range(3):
+            r = client.chat.completions.create(model=BIG, messages=MESSAGES)
+            texts.append(r.choices[0].message.content)
+    finally:
+        client.close()
+    fake.wait_idle()
+    bodies = [ex.body for ex in fake.exchanges]
+    assert len(bodies) == 3
+    assert all(len(b) > 5_000_000 for b in bodies)
+    assert texts[0] == texts[1] == texts[2]  # the application got all of it
+    records = small_records.records(3)
+    for record, body in zip(records, bodies, strict=True):
+        _assert_cut_exactly(record, body)
+    # Deterministic: the same response size gives the same cut, wherever the tap stopped
+    # holding bytes (the replies differ only in their ids, not in length).
+    assert len({len(b) for b in bodies}) == 1
+    assert len({(r.original_size, len(r.body)) for r in records}) == 1
+
+
+def test_original_size_of_a_truncated_stream(fake: FakeProvider, small_records: Captured) -> None:
+    import httpx2
+
+    client = small_records.recorder.instrument(httpx2.Client(base_url=fake.openai_base_url))
+    with client, client.stream("POST", "/chat/completions", json=_chat_body("fake-long-12000")) as r:
+        got = b"".join(r.iter_raw())
+    fake.wait_idle()
+    (ex,) = fake.exchanges
+    assert got == ex.body
+    assert len(ex.body) > 2 * LIMIT
+    (record,) = small_records.records(1)
+    _assert_cut_exactly(record, ex.body)
+    assert record.stream
+
+
+def test_a_caller_given_original_size_marks_a_body_it_cut(small_records: Captured) -> None:
+    """``Recorder.record(..., original_size=n)``: the body was cut before rawtap saw it."""
+    recorder = small_records.recorder
+    recorder.record("openai", b"x" * LIMIT, original_size=LIMIT + 10)  # exactly the limit held
+    recorder.record("openai", b"y" * 100, original_size=1000)  # far below it
+    recorder.record("openai", b"z" * 100, original_size=10)  # nonsense: smaller than the body
+    cut_at_limit, cut_small, bad = small_records.records(3)
+    assert (cut_at_limit.truncated, cut_at_limit.original_size) == (True, LIMIT + 10)
+    assert cut_at_limit.body == b"x" * LIMIT
+    assert (cut_small.truncated, cut_small.original_size, cut_small.error) == (True, 1000, None)
+    assert (bad.truncated, bad.original_size, bad.body) == (False, None, b"z" * 100)
+    assert bad.error == "original_size 10 is not a size of at least 100; ignored"

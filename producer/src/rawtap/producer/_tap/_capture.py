@@ -398,12 +398,9 @@ class Capture:
             if self.first_byte is not None:
                 details["first_byte_ns"] = self.first_byte
             if self.unkept:
-                kept = sum(map(len, chunks))
-                note = (
-                    f"the tap kept the first {kept} bytes of a {kept + self.unkept}-byte body "
-                    "(max_record_bytes)"
-                )
-                error = f"{error}; {note}" if error else note
+                # Every byte that passed was counted, kept or not: the record's
+                # original_size is the body's true size (the writer cuts to the limit).
+                details["original_size"] = sum(map(len, chunks)) + self.unkept
             if error is not None:
                 details["error"] = error
             if self.trace is not None:
