@@ -735,3 +735,161 @@ def test_a_caller_given_original_size_marks_a_body_it_cut(small_records: Capture
     assert (cut_small.truncated, cut_small.original_size, cut_small.error) == (True, 1000, None)
     assert (bad.truncated, bad.original_size, bad.body) == (False, None, b"z" * 100)
     assert bad.error == "original_size 10 is not a size of at least 100; ignored"
+
+
+# -- retries through derived clients -----------------------------------------------------
+
+SCENARIOS = {"429-then-200": 2, "500x2-then-200": 3}
+"""Scenario -> attempts of one logical call."""
+
+
+def _base(sdk: str, fake: FakeProvider, recorder: Recorder, retries: int, aio: bool) -> Any:
+    import anthropic
+    import openai
+
+    if sdk == "openai":
+        cls: Any = openai.AsyncOpenAI if aio else openai.OpenAI
+        return recorder.instrument(
+            cls(api_key=API_KEY, base_url=fake.openai_base_url, max_retries=retries)
+        )
+    cls = anthropic.AsyncAnthropic if aio else anthropic.Anthropic
+    return recorder.instrument(
+        cls(api_key=API_KEY, base_url=fake.anthropic_base_url, max_retries=retries)
+    )
+
+
+def _resource(sdk: str, client: Any) -> Any:
+    return client.chat.completions if sdk == "openai" else client.messages
+
+
+def _kwargs(sdk: str, model: str) -> dict[str, Any]:
+    if sdk == "openai":
+        return {"model": model, "messages": MESSAGES}
+    return {"model": model, "max_tokens": 64, "messages": MESSAGES}
+
+
+# derivation -> (retry budget of the base client, how one call is made through it)
+Derive = Callable[[Any, str, dict[str, Any]], Any]
+
+
+def _via_with_options(client: Any, sdk: str, kw: dict[str, Any]) -> Any:
+    return _resource(sdk, client.with_options(max_retries=2)).create(**kw)
+
+
+def _via_copy(client: Any, sdk: str, kw: dict[str, Any]) -> Any:
+    return _resource(sdk, client.copy(max_retries=2)).create(**kw)
+
+
+def _via_nested(client: Any, sdk: str, kw: dict[str, Any]) -> Any:
+    derived = client.with_options(timeout=30).copy(max_retries=2)
+    return _resource(sdk, derived).create(**kw)
+
+
+def _via_raw(client: Any, sdk: str, kw: dict[str, Any]) -> Any:
+    return _resource(sdk, client).with_raw_response.create(**kw)
+
+
+def _via_streaming_response(client: Any, sdk: str, kw: dict[str, Any]) -> Any:
+    return _resource(sdk, client).with_streaming_response.create(**kw)
+
+
+def _via_extra_headers(client: Any, sdk: str, kw: dict[str, Any]) -> Any:
+    return _resource(sdk, client).create(**kw, extra_headers={"x-app": "edge"})
+
+
+DERIVATIONS: dict[str, tuple[int, Derive]] = {
+    "with_options": (0, _via_with_options),
+    "copy": (0, _via_copy),
+    "with_options-then-copy": (0, _via_nested),
+    "with_raw_response": (2, _via_raw),
+    "with_streaming_response": (2, _via_streaming_response),
+    "extra_headers": (2, _via_extra_headers),
+}
+
+
+def _check_one_call(captured: Captured, fake: FakeProvider, attempts: int) -> None:
+    records = captured.records(attempts)
+    fake.wait_idle()
+    assert len(fake.exchanges) == attempts  # each attempt recorded once, none twice
+    assert [r.attempt for r in records] == list(range(attempts))
+    assert len({r.call_id for r in records}) == 1
+    assert records[0].call_id is not None
+    assert [r.status for r in records][-1] == 200
+    assert all(r.status is not None and r.status >= 400 for r in records[:-1])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("derivation", DERIVATIONS)
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_retries_through_derived_clients_share_one_call_id(
+    sdk: str, derivation: str, scenario: str, fake: FakeProvider, captured: Captured
+) -> None:
+    retries, derive = DERIVATIONS[derivation]
+    client = _base(sdk, fake, captured.recorder, retries, aio=False)
+    try:
+        result = derive(client, sdk, _kwargs(sdk, "fake-" + scenario))
+        if derivation == "with_streaming_response":
+            with result as resp:
+                resp.read()
+    finally:
+        client.close()
+    _check_one_call(captured, fake, SCENARIOS[scenario])
+
+
+@pytest.mark.parametrize("derivation", ["with_options", "copy"])
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_async_retries_through_derived_clients_share_one_call_id(
+    sdk: str, derivation: str, fake: FakeProvider, captured: Captured
+) -> None:
+    async def main() -> None:
+        client = _base(sdk, fake, captured.recorder, 0, aio=True)
+        try:
+            derived = (
+                client.with_options(max_retries=2)
+                if derivation == "with_options"
+                else client.copy(max_retries=2)
+            )
+            await _resource(sdk, derived).create(**_kwargs(sdk, "fake-500x2-then-200"))
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    _check_one_call(captured, fake, 3)
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_a_derived_client_with_its_own_http_client_is_recorded(
+    sdk: str, fake: FakeProvider, captured: Captured
+) -> None:
+    import httpx2
+
+    client = _base(sdk, fake, captured.recorder, 0, aio=False)
+    own = httpx2.Client()
+    try:
+        derived = client.copy(http_client=own, max_retries=2)
+        _resource(sdk, derived).create(**_kwargs(sdk, "fake-429-then-200"))
+    finally:
+        own.close()
+        client.close()
+    _check_one_call(captured, fake, 2)
+
+
+def test_genai_per_request_retry_options_share_one_call_id(
+    fake: FakeProvider, captured: Captured
+) -> None:
+    """google-genai has no copy(); per-request ``http_options`` is its way to derive."""
+    from google.genai import types
+
+    client = _genai(fake, captured.recorder)
+    retry = types.HttpRetryOptions(attempts=3, initial_delay=0.01, max_delay=0.01)
+    try:
+        client.models.generate_content(
+            model="fake-500x2-then-200",
+            contents="Hi.",
+            config=types.GenerateContentConfig(
+                http_options=types.HttpOptions(retry_options=retry, headers={"x-app": "edge"})
+            ),
+        )
+    finally:
+        client.close()
+    _check_one_call(captured, fake, 3)
