@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,13 +116,13 @@ def _http_close_unread(package: str) -> Stop:
 
 def _http_raise_in_loop(package: str, exc: type[BaseException]) -> Stop:
     def stop(fake: FakeProvider, recorder: Recorder) -> None:
-        with _http(package, recorder, fake) as client:
-            with (
-                pytest.raises(exc),
-                client.stream("POST", "/chat/completions", json=_chat_body()) as resp,
-            ):
+        def read(client: Any) -> None:
+            with client.stream("POST", "/chat/completions", json=_chat_body()) as resp:
                 for _ in resp.iter_lines():
                     raise exc
+
+        with _http(package, recorder, fake) as client, pytest.raises(exc):
+            read(client)
 
     return stop
 
@@ -220,10 +219,13 @@ def _sdk_break_in_with(sdk: str) -> Stop:
 
 def _sdk_raise_in_with(sdk: str, exc: type[BaseException]) -> Stop:
     def stop(fake: FakeProvider, recorder: Recorder) -> None:
-        with _sdk_client(sdk, fake, recorder) as client:
-            with pytest.raises(exc), _sdk_create(sdk, client) as stream:
+        def read(client: Any) -> None:
+            with _sdk_create(sdk, client) as stream:
                 for _ in stream:
                     raise exc
+
+        with _sdk_client(sdk, fake, recorder) as client, pytest.raises(exc):
+            read(client)
 
     return stop
 
@@ -287,11 +289,14 @@ def _genai_break(fake: FakeProvider, recorder: Recorder) -> None:
 
 
 def _genai_raise(fake: FakeProvider, recorder: Recorder) -> None:
+    def read(client: Any) -> None:
+        for _ in _genai_stream(client):
+            raise ValueError("stop")
+
     client = _genai(fake, recorder)
     try:
         with pytest.raises(ValueError, match="stop"):
-            for _ in _genai_stream(client):
-                raise ValueError("stop")
+            read(client)
     finally:
         client.close()
 
@@ -321,9 +326,10 @@ class Row:
 def _sync_rows() -> list[Row]:
     rows: list[Row] = []
     for pkg in ("httpx2", "httpx"):
-        for method in ("iter_lines", "iter_bytes", "iter_raw", "iter_text"):
-            rows.append(Row(f"{pkg}-break-{method}-in-with", _http_break_in_with(pkg, method),
-                            CLOSED_EARLY))  # fmt: skip
+        rows.extend(
+            Row(f"{pkg}-break-{method}-in-with", _http_break_in_with(pkg, method), CLOSED_EARLY)
+            for method in ("iter_lines", "iter_bytes", "iter_raw", "iter_text")
+        )
         rows += [
             Row(f"{pkg}-break-then-close", _http_break_then_close(pkg), CLOSED_EARLY),
             Row(f"{pkg}-with-exit-unread", _http_close_unread(pkg), CLOSED_EARLY),
@@ -415,11 +421,14 @@ def _ahttp_break_then_aclose(package: str) -> AStop:
 
 def _ahttp_raise_in_loop(package: str) -> AStop:
     async def stop(fake: FakeProvider, recorder: Recorder) -> None:
+        async def read(client: Any) -> None:
+            async with client.stream("POST", "/chat/completions", json=_chat_body()) as r:
+                async for _ in r.aiter_lines():
+                    raise ValueError("stop")
+
         async with _ahttp(package, recorder, fake) as client:
             with pytest.raises(ValueError, match="stop"):
-                async with client.stream("POST", "/chat/completions", json=_chat_body()) as r:
-                    async for _ in r.aiter_lines():
-                        raise ValueError("stop")
+                await read(client)
 
     return stop
 
@@ -447,12 +456,12 @@ def _ahttp_dropped_unread(package: str) -> AStop:
     return stop
 
 
-def _cancel_while(body: Callable[[asyncio.Event], Awaitable[None]]) -> Awaitable[None]:
+def _cancel_while(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> Awaitable[None]:
     """Run ``body`` as a task and cancel it once it has set the event it is given."""
 
     async def run() -> None:
         first = asyncio.Event()
-        task = asyncio.create_task(body(first))
+        task: asyncio.Task[None] = asyncio.create_task(body(first))
         await asyncio.wait_for(first.wait(), 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -512,10 +521,9 @@ def _asdk_break_then_close(sdk: str) -> AStop:
 
 def _asdk_break_in_with(sdk: str) -> AStop:
     async def stop(fake: FakeProvider, recorder: Recorder) -> None:
-        async with _asdk_client(sdk, fake, recorder) as client:
-            async with await _sdk_create(sdk, client) as stream:
-                async for _ in stream:
-                    break
+        async with _asdk_client(sdk, fake, recorder) as client, await _sdk_create(sdk, client) as s:
+            async for _ in s:
+                break
 
     return stop
 
@@ -606,9 +614,11 @@ class ARow:
 def _async_rows() -> list[ARow]:
     rows: list[ARow] = []
     for pkg in ("httpx2", "httpx"):
-        for method in ("aiter_lines", "aiter_bytes", "aiter_raw", "aiter_text"):
-            rows.append(ARow(f"{pkg}-break-{method}-in-async-with",
-                             _ahttp_break_in_with(pkg, method), CLOSED_EARLY))  # fmt: skip
+        rows.extend(
+            ARow(f"{pkg}-break-{method}-in-async-with", _ahttp_break_in_with(pkg, method),
+                 CLOSED_EARLY)
+            for method in ("aiter_lines", "aiter_bytes", "aiter_raw", "aiter_text")
+        )  # fmt: skip
         rows += [
             ARow(f"{pkg}-break-then-aclose", _ahttp_break_then_aclose(pkg), CLOSED_EARLY),
             ARow(f"{pkg}-exception-in-loop", _ahttp_raise_in_loop(pkg), CLOSED_EARLY),
@@ -669,6 +679,10 @@ def small_records(redis_url: str, stream_prefix: str, redis_client: Any) -> Iter
     recorder.close()
 
 
+def _user_messages() -> Any:
+    return MESSAGES
+
+
 def _assert_cut_exactly(record: Record, wire_body: bytes) -> None:
     assert record.end_state is EndState.COMPLETE
     assert record.error is None
@@ -690,7 +704,7 @@ def test_original_size_of_a_5mb_response_is_exact_every_time(
     texts = []
     try:
         for _ in range(3):
-            r = client.chat.completions.create(model=BIG, messages=MESSAGES)
+            r = client.chat.completions.create(model=BIG, messages=_user_messages())
             texts.append(r.choices[0].message.content)
     finally:
         client.close()
@@ -712,7 +726,10 @@ def test_original_size_of_a_truncated_stream(fake: FakeProvider, small_records: 
     import httpx2
 
     client = small_records.recorder.instrument(httpx2.Client(base_url=fake.openai_base_url))
-    with client, client.stream("POST", "/chat/completions", json=_chat_body("fake-long-12000")) as r:
+    with (
+        client,
+        client.stream("POST", "/chat/completions", json=_chat_body("fake-long-12000")) as r,
+    ):
         got = b"".join(r.iter_raw())
     fake.wait_idle()
     (ex,) = fake.exchanges
