@@ -135,7 +135,11 @@ def test_close_during_cancellation_or_generator_finalization() -> None:
             _raise(exc)
         except BaseException:
             capture.closed()
-    assert [r["end_state"] for r in sink.records] == ["cancelled", "abandoned"]
+    # A GeneratorExit alone is a generator closed by the caller's code (close(), a break);
+    # only a stream that was already garbage when it was closed is abandoned.
+    capture = _capture_for([b"data: {}\n\n"], sink)
+    capture.closed(reachable=False)
+    assert [r["end_state"] for r in sink.records] == ["cancelled", "closed_early", "abandoned"]
 
 
 def test_a_finalizer_never_takes_a_lock_this_thread_may_hold(monkeypatch: Any) -> None:

@@ -49,6 +49,12 @@ class RecordDetails(TypedDict, total=False):
     """W3C trace state of the calling code."""
     body_form: str
     """Overrides the detected :class:`rawtap.shared.BodyForm` (the tap sets ``wire``)."""
+    original_size: int
+    """The whole response body's size when ``chunks`` (or ``raw_response``) hold only its start.
+
+    The tap stops holding a body past ``max_record_bytes`` but counts every
+    byte that passed, so the record's ``original_size`` is exact.
+    """
 
 
 DETAIL_KEYS = frozenset(RecordDetails.__annotations__)

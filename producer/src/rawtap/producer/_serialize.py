@@ -125,22 +125,41 @@ def _response_body(
 
 
 def _truncate(
-    body: bytes, request_body: bytes, chunk_pairs: list[list[int]], max_record_bytes: int
+    body: bytes,
+    body_size: int,
+    request_body: bytes,
+    chunk_pairs: list[list[int]],
+    max_record_bytes: int,
 ) -> tuple[bytes, bytes, list[list[int]], int | None, int | None]:
-    """Cut the bodies to ``max_record_bytes``; their original sizes where cut."""
+    """Cut the bodies to ``max_record_bytes``; their original sizes where cut.
+
+    ``body_size`` is the response body's true size, which is more than
+    ``len(body)`` when the tap already stopped holding it.
+    """
     original_size = original_request_size = None
     # The response is the point of the record: the request gets what the body
-    # leaves of the budget, but never less than half of it.
-    request_cap = max(max_record_bytes // 2, max_record_bytes - len(body))
+    # leaves of the budget, but never less than half of it. Judged on the true size,
+    # so where the tap happened to stop holding bytes changes nothing.
+    request_cap = max(max_record_bytes // 2, max_record_bytes - body_size)
     if len(request_body) > request_cap:
         original_request_size = len(request_body)
         request_body = request_body[:request_cap]
     body_cap = max_record_bytes - len(request_body)
-    if len(body) > body_cap:
-        original_size = len(body)
+    if body_size > body_cap or body_size > len(body):  # cut here, or already by the tap
+        original_size = body_size
         body = body[:body_cap]
         chunk_pairs = _cut_chunks(chunk_pairs, body_cap)
     return body, request_body, chunk_pairs, original_size, original_request_size
+
+
+def _body_size(claimed: object, held: int, errors: list[str]) -> int:
+    """The body's true size: ``original_size`` from the details when it is sound."""
+    if claimed is None:
+        return held
+    if type(claimed) is not int or claimed < held:
+        errors.append(f"original_size {claimed!r} is not a size of at least {held}; ignored")
+        return held
+    return claimed
 
 
 def serialize(
@@ -182,11 +201,12 @@ def serialize(
     request_body = get("request_body", b"")
     if type(request_body) is not bytes:
         request_body = bytes(request_body)
-    truncated = len(body) + len(request_body) > max_record_bytes
+    body_size = _body_size(get("original_size"), len(body), errors)
+    truncated = body_size > len(body) or body_size + len(request_body) > max_record_bytes
     original_size = original_request_size = None
     if truncated:
         body, request_body, chunk_pairs, original_size, original_request_size = _truncate(
-            body, request_body, chunk_pairs, max_record_bytes
+            body, body_size, request_body, chunk_pairs, max_record_bytes
         )
 
     end_state = get("end_state", _COMPLETE)

@@ -24,7 +24,7 @@ class EndState(StrEnum):
     COMPLETE = "complete"
     """The whole response arrived (EOF or the provider's terminal event)."""
     CLOSED_EARLY = "closed_early"
-    """The application closed the response before the end."""
+    """The caller's code stopped the response before the end (close, ``with`` exit, a break)."""
     CANCELLED = "cancelled"
     """The task reading the response was cancelled."""
     ERROR = "error"
@@ -32,7 +32,7 @@ class EndState(StrEnum):
     TRANSPORT_ERROR = "transport_error"
     """No response: connection, TLS or timeout failure before the headers."""
     ABANDONED = "abandoned"
-    """The response object was garbage-collected without being closed."""
+    """Nobody closed it: the garbage collector, interpreter exit or asyncio's finalizer did."""
 
 
 class BodyForm(StrEnum):
@@ -115,7 +115,7 @@ class Record(BaseModel):
     error: str | None = None
     truncated: bool = False
     original_size: int | None = None
-    """Size of ``body`` before truncation (set only when it was cut)."""
+    """Exact size of the response body on the wire (set only when ``body`` was cut)."""
     original_request_size: int | None = None
     """Size of ``request_body`` before truncation (set only when it was cut)."""
 

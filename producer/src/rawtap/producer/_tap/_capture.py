@@ -278,34 +278,43 @@ class Capture:
     def read_failed(self, exc: BaseException) -> None:
         """Reading the body raised ``exc`` (it propagates unchanged)."""
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-            self.finish("cancelled", _describe(exc), risky=False)
+            # Not an error of the exchange: the end state says what happened.
+            self.finish("cancelled", None, risky=False)
         else:
             self.finish("error", _describe(exc), risky=False)
 
     def transport_failed(self, exc: BaseException) -> None:
         """The inner transport raised ``exc`` before any response."""
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-            self.finish("cancelled", _describe(exc), risky=False)
+            self.finish("cancelled", None, risky=False)
         else:
             self.finish("transport_error", _describe(exc), risky=False)
 
-    def closed(self) -> None:
-        """The response was closed; judge how far it got."""
+    def closed(self, reachable: bool = True) -> None:
+        """The response was closed; judge how far it got.
+
+        ``reachable`` is False when the stream object was already unreachable
+        garbage when it was closed: the cyclic garbage collector is finalizing
+        the SDK or httpx generator that held it (see ``closed_early`` vs
+        ``abandoned`` in docs/capture.md).
+        """
         if self.done:
             return
         try:
             if self.eof or self._saw_terminal_event():
                 state = "complete"
+            elif not reachable or sys.is_finalizing():
+                # Nobody could have closed it: the garbage collector (or interpreter
+                # exit) is finalizing a generator that still held it.
+                state = "abandoned"
+            elif isinstance(sys.exc_info()[1], asyncio.CancelledError | KeyboardInterrupt):
+                state = "cancelled"
             else:
-                exc = sys.exc_info()[1]
-                if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-                    state = "cancelled"
-                elif isinstance(exc, GeneratorExit):
-                    # The SDK's own generator is being finalized: nobody closed the
-                    # stream, the garbage collector did.
-                    state = "abandoned"
-                else:
-                    state = "closed_early"
+                # Any close the caller's own code caused: close()/aclose(), leaving a
+                # ``with``, generator.close(), or breaking out of a loop over iter_*()
+                # (httpx2 closes the response in iter_raw's ``finally`` as the dropped
+                # iterator is finalized; a GeneratorExit in flight is that, not the GC).
+                state = "closed_early"
         except Exception:  # noqa: BLE001 - never into the host
             state = "closed_early"
         self.finish(state, None, risky=True)
@@ -389,12 +398,9 @@ class Capture:
             if self.first_byte is not None:
                 details["first_byte_ns"] = self.first_byte
             if self.unkept:
-                kept = sum(map(len, chunks))
-                note = (
-                    f"the tap kept the first {kept} bytes of a {kept + self.unkept}-byte body "
-                    "(max_record_bytes)"
-                )
-                error = f"{error}; {note}" if error else note
+                # Every byte that passed was counted, kept or not: the record's
+                # original_size is the body's true size (the writer cuts to the limit).
+                details["original_size"] = sum(map(len, chunks)) + self.unkept
             if error is not None:
                 details["error"] = error
             if self.trace is not None:

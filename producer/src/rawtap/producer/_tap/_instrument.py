@@ -6,9 +6,10 @@ and every ``_mounts`` value by a wrapper around it, so everything else stays
 as the SDK configured it. Private attributes touched, per SDK (tested ranges
 are the ``rawtap-producer`` extras):
 
-- openai / anthropic: ``client._client`` (the httpx2 or httpx client) and an
+- openai / anthropic: ``client._client`` (the httpx2 or httpx client), an
   instance attribute ``client.request`` wrapping the SDK's own method to open a
-  call scope (one ``call_id`` for all retried attempts);
+  call scope (one ``call_id`` for all retried attempts), and instance attributes
+  ``copy`` / ``with_options`` that instrument the clients they derive;
 - google-genai: ``client._api_client._httpx_client``,
   ``._async_httpx_client`` (its ``_client_for_running_loop``, one pool per event
   loop, and ``_loop_clients``), ``._use_aiohttp`` (forced off so async calls go
@@ -52,9 +53,11 @@ def instrument(recorder: "Recorder", client: C, *, provider: str | None = None) 
             name = provider or _openai_provider(client)
             tap_http_client(getattr(client, "_client"), Tap(recorder, name))  # noqa: B009
             _scope_method(client, "request")
+            _instrument_derived(recorder, client, provider)
         elif kind == "anthropic":
             tap_http_client(getattr(client, "_client"), Tap(recorder, provider or "anthropic"))  # noqa: B009
             _scope_method(client, "request")
+            _instrument_derived(recorder, client, provider)
         elif kind == "genai":
             _instrument_genai(client, Tap(recorder, provider or "gemini"))
         else:
@@ -136,6 +139,31 @@ def _scope_method(owner: Any, name: str) -> None:
         wrapper = sync_wrapper
     setattr(wrapper, _SCOPED, True)
     setattr(owner, name, wrapper)
+
+
+def _instrument_derived(recorder: "Recorder", client: Any, provider: str | None) -> None:
+    """Make ``client.copy(...)`` / ``client.with_options(...)`` return instrumented clients.
+
+    The SDKs build a new client object that shares the tapped httpx client (so
+    its attempts were recorded) but not the instance attribute ``request`` that
+    opens the call scope, so retries of one call got a ``call_id`` each; a
+    ``copy(http_client=...)`` was not recorded at all. Instrumenting the result
+    fixes both, and records once: an httpx client already tapped is left alone.
+    """
+    for name in ("copy", "with_options"):
+        original = getattr(client, name, None)
+        if original is None or getattr(original, _SCOPED, False):
+            continue
+        setattr(client, name, _derived_factory(recorder, original, provider))
+
+
+def _derived_factory(recorder: "Recorder", original: Any, provider: str | None) -> Any:
+    @functools.wraps(original)
+    def derive(*args: Any, **kwargs: Any) -> Any:
+        return instrument(recorder, original(*args, **kwargs), provider=provider)
+
+    setattr(derive, _SCOPED, True)
+    return derive
 
 
 def _instrument_genai(client: Any, tap: Tap) -> None:

@@ -16,6 +16,7 @@ is read here and replayed, identical, to the SDK.
 import asyncio
 import sys
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -81,6 +82,9 @@ class _SyncTee:
         self._replay = replay
         self._replay_error = replay_error
         self._started = False
+        # Cleared by the cyclic GC before it finalizes garbage: a close that finds it
+        # None comes from a finalizer, not from the caller (Capture.closed).
+        self._alive = weakref.ref(self)
 
     def __iter__(self) -> Iterator[bytes]:
         self._started = True
@@ -126,7 +130,7 @@ class _SyncTee:
         try:
             if self._it is not None and capture.should_drain():
                 self._drain(self._it, capture)
-            capture.closed()
+            capture.closed(self._alive() is not None)
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(capture.tap.recorder, "close")
         it = self._it
@@ -249,6 +253,21 @@ class _SyncTransport:
 # -- async ---------------------------------------------------------------------
 
 
+def _in_asyncgen_finalizer() -> bool:
+    """True inside a task asyncio made to close an async generator nobody closed.
+
+    A dropped async generator is not closed where it is dropped (a ``break``
+    out of ``async for`` closes nothing): its finalizer hook, or
+    ``shutdown_asyncgens`` as the loop ends, runs ``agen.aclose()`` later, each
+    in a task of its own. A close from there is asyncio's, not the caller's.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False  # no running asyncio loop (trio): no such tasks either
+    return task is not None and type(task.get_coro()).__name__ == "async_generator_athrow"
+
+
 class _AsyncTee:
     """Tees an async response stream into a :class:`Capture`."""
 
@@ -266,6 +285,9 @@ class _AsyncTee:
         self._replay = replay
         self._replay_error = replay_error
         self._started = False
+        # Cleared by the cyclic GC before it finalizes garbage: a close that finds it
+        # None comes from a finalizer, not from the caller (Capture.closed).
+        self._alive = weakref.ref(self)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         self._started = True
@@ -315,7 +337,7 @@ class _AsyncTee:
         try:
             if self._it is not None and capture.should_drain():
                 await self._drain(self._it, capture)
-            capture.closed()
+            capture.closed(self._alive() is not None and not _in_asyncgen_finalizer())
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(capture.tap.recorder, "close")
         it = self._it
