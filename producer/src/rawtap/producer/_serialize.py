@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from rawtap.producer import _redact
 from rawtap.producer._details import DETAIL_KEYS
 from rawtap.shared import SCHEMA_VERSION, BodyForm, EndState, entry_from_parts
 
@@ -144,12 +145,17 @@ def _truncate(
 
 
 def serialize(
-    item: Sequence[Any], producer_id: str, service: str | None, max_record_bytes: int
+    item: Sequence[Any],
+    producer_id: str,
+    service: str | None,
+    max_record_bytes: int,
+    redact_names: tuple[str, ...] = (),
 ) -> SerializedRecord:
-    """Turn one buffered item into a stream entry.
+    """Turn one buffered item into a stream entry, credentials masked.
 
     ``item`` is ``(seq, size, (captured_at_ns, provider, raw_response,
-    request_metadata, session_id, details))`` as ``Recorder.record`` queued it.
+    request_metadata, session_id, details))`` as ``Recorder.record`` queued it;
+    ``redact_names`` adds credential header/parameter names (``RAWTAP_REDACT_NAMES``).
     """
     seq, _size, fields = item
     captured_at_ns, provider, raw, metadata, session_id, details = fields
@@ -182,6 +188,39 @@ def serialize(
     request_body = get("request_body", b"")
     if type(request_body) is not bytes:
         request_body = bytes(request_body)
+    # make_record_id, inlined (one call less per record); the round-trip tests hold them equal.
+    record_id = f"{captured_at_ns // 1_000_000:012x}{producer_id}{seq:012x}"
+
+    # Credentials, before truncation: a secret cut in half by it would leave a prefix.
+    rule = _redact.name_rule(redact_names)
+    found = _redact.Masking()
+    request_headers = _redact.headers(get("request_headers", ()), rule, found)
+    response_headers = _redact.headers(get("response_headers", ()), rule, found)
+    url = get("url")
+    if url is not None:
+        url = _redact.url(str(url), rule, found)
+    error = get("error")
+    decoded_from = encoded_size = None
+    if found.secrets:
+        found.seal()
+        url, n = _redact.mask_text(url, found) if url else (url, 0)
+        found.hit("url", n)
+        _redact.mask_headers(request_headers, found, "headers")
+        _redact.mask_headers(response_headers, found, "headers")
+        request_body, n = _redact.mask_bytes(request_body, found)
+        found.hit("request_body", n)
+        coding = _redact.header_value(response_headers, "content-encoding")
+        stored = _redact.response_body(body, chunk_pairs, coding, found, max_record_bytes)
+        body, chunk_pairs = stored.body, stored.chunks
+        if stored.decoded_from is not None:
+            response_headers = [h for h in response_headers if h[0].lower() != "content-encoding"]
+            decoded_from = stored.decoded_from
+        encoded_size = stored.encoded_size
+        if stored.note:
+            errors.append(stored.note)
+        if error:
+            error, n = _redact.mask_text(str(error), found)
+            found.hit("error", n)
     truncated = len(body) + len(request_body) > max_record_bytes
     original_size = original_request_size = None
     if truncated:
@@ -193,12 +232,8 @@ def serialize(
     if end_state not in _END_STATES:
         errors.append(f"unknown end_state {end_state!r}; recorded as error")
         end_state = _ERROR
-    error = get("error")
     if errors:
         error = "; ".join([error, *errors] if error else errors)
-
-    # make_record_id, inlined (one call less per record); the round-trip tests hold them equal.
-    record_id = f"{captured_at_ns // 1_000_000:012x}{producer_id}{seq:012x}"
     envelope = {
         "schema_version": SCHEMA_VERSION,
         "record_id": record_id,
@@ -212,11 +247,11 @@ def serialize(
         "attempt": get("attempt"),
         "provider": provider,
         "method": get("method"),
-        "url": get("url"),
-        "request_headers": [list(h) for h in get("request_headers", ())],
+        "url": url,
+        "request_headers": request_headers,
         "metadata": dict(metadata) if metadata else {},
         "status": status,
-        "response_headers": [list(h) for h in get("response_headers", ())],
+        "response_headers": response_headers,
         "body_form": form,
         "stream": bool(get("stream", chunks_in is not None)),
         "chunks": chunk_pairs,
@@ -230,6 +265,18 @@ def serialize(
         "original_size": original_size,
         "original_request_size": original_request_size,
     }
+    # Only when something was masked: records stay readable by older consumers.
+    if found.count:
+        envelope["masked"] = found.count
+        envelope["masked_in"] = found.places
+    if found.secrets:
+        digests = found.digests(record_id)
+        if digests:
+            envelope["masked_digests"] = digests
+    if decoded_from is not None:
+        envelope["body_decoded_from"] = decoded_from
+    if encoded_size is not None:
+        envelope["encoded_size"] = encoded_size
     packed = orjson.dumps(envelope, default=_envelope_default, option=_ENVELOPE_OPTIONS)
     return SerializedRecord(
         seq,
