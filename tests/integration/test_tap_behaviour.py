@@ -14,8 +14,7 @@ import httpx2
 import pytest
 
 from rawtap.consumer.fake_provider import FakeProvider
-from rawtap.producer import Recorder
-from rawtap.producer import _redact
+from rawtap.producer import Recorder, _redact
 from rawtap.producer._tap import _capture
 from rawtap.producer._tap._transport import is_tap
 from rawtap.shared import EndState

@@ -15,6 +15,7 @@ from rawtap.producer._tap import _capture
 from rawtap.producer._tap._capture import Capture, Tap, provider_from_host
 from rawtap.producer._tap._context import Session, current_session
 
+
 def test_provider_names_from_hosts() -> None:
     assert provider_from_host("api.openai.com") == "openai"
     assert provider_from_host("openrouter.ai") == "openrouter"

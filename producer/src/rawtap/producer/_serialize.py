@@ -192,35 +192,16 @@ def serialize(
     record_id = f"{captured_at_ns // 1_000_000:012x}{producer_id}{seq:012x}"
 
     # Credentials, before truncation: a secret cut in half by it would leave a prefix.
-    rule = _redact.name_rule(redact_names)
-    found = _redact.Masking()
-    request_headers = _redact.headers(get("request_headers", ()), rule, found)
-    response_headers = _redact.headers(get("response_headers", ()), rule, found)
-    url = get("url")
-    if url is not None:
-        url = _redact.url(str(url), rule, found)
-    error = get("error")
-    decoded_from = encoded_size = None
-    if found.secrets:
-        found.seal()
-        url, n = _redact.mask_text(url, found) if url else (url, 0)
-        found.hit("url", n)
-        _redact.mask_headers(request_headers, found, "headers")
-        _redact.mask_headers(response_headers, found, "headers")
-        request_body, n = _redact.mask_bytes(request_body, found)
-        found.hit("request_body", n)
-        coding = _redact.header_value(response_headers, "content-encoding")
-        stored = _redact.response_body(body, chunk_pairs, coding, found, max_record_bytes)
-        body, chunk_pairs = stored.body, stored.chunks
-        if stored.decoded_from is not None:
-            response_headers = [h for h in response_headers if h[0].lower() != "content-encoding"]
-            decoded_from = stored.decoded_from
-        encoded_size = stored.encoded_size
-        if stored.note:
-            errors.append(stored.note)
-        if error:
-            error, n = _redact.mask_text(str(error), found)
-            found.hit("error", n)
+    red = _redact.redact_record(
+        d, body, chunk_pairs, request_body, max_record_bytes, redact_names, errors
+    )
+    body, chunk_pairs, request_body, url, error = (
+        red.body,
+        red.chunks,
+        red.request_body,
+        red.url,
+        red.error,
+    )
     truncated = len(body) + len(request_body) > max_record_bytes
     original_size = original_request_size = None
     if truncated:
@@ -248,10 +229,10 @@ def serialize(
         "provider": provider,
         "method": get("method"),
         "url": url,
-        "request_headers": request_headers,
+        "request_headers": red.request_headers,
         "metadata": dict(metadata) if metadata else {},
         "status": status,
-        "response_headers": response_headers,
+        "response_headers": red.response_headers,
         "body_form": form,
         "stream": bool(get("stream", chunks_in is not None)),
         "chunks": chunk_pairs,
@@ -266,17 +247,7 @@ def serialize(
         "original_request_size": original_request_size,
     }
     # Only when something was masked: records stay readable by older consumers.
-    if found.count:
-        envelope["masked"] = found.count
-        envelope["masked_in"] = found.places
-    if found.secrets:
-        digests = found.digests(record_id)
-        if digests:
-            envelope["masked_digests"] = digests
-    if decoded_from is not None:
-        envelope["body_decoded_from"] = decoded_from
-    if encoded_size is not None:
-        envelope["encoded_size"] = encoded_size
+    red.add_to(envelope, record_id)
     packed = orjson.dumps(envelope, default=_envelope_default, option=_ENVELOPE_OPTIONS)
     return SerializedRecord(
         seq,
