@@ -46,6 +46,8 @@ start with ``fake-`` is the normal scenario. Otherwise the rest is one or more
     gzip                    Content-Encoding: gzip when the request accepts it;
                             streams are sync-flushed per chunk
     gzip-no-trailer         the same, minus the gzip trailer (CRC32 and length)
+    deflate, br, zstd       the same with that Content-Encoding (zlib-wrapped
+                            deflate; br and zstd need brotli / zstandard)
     slow, slow-<ms>         a pause before every body write (default 50 ms)
     long, long-<n>          a reply of 200 (or n) words: one stream chunk each
 
