@@ -98,6 +98,10 @@ class NameRule:
 
     def __call__(self, lower: str) -> bool:
         """True when a header or parameter called ``lower`` (lower case) holds a credential."""
+        return self.judge_cached(lower)
+
+    def judge_cached(self, lower: str) -> bool:
+        """:meth:`__call__` (the method itself, for a loop to hold)."""
         hit = self._cache.get(lower)
         if hit is None:
             hit = self._judge(lower)
@@ -154,18 +158,7 @@ class Masking:
 
     def seal(self) -> None:
         """Build the spellings to search for, longest first."""
-        spellings: set[bytes] = set()
-        for secret in self.secrets:
-            text = secret.decode("latin-1")
-            spellings.add(secret)
-            for other in (
-                quote(text, safe=""),
-                quote_plus(text, safe=""),
-                _json_escaped(text),
-                _json_escaped(text).replace("/", "\\/"),
-            ):
-                spellings.add(other.encode("latin-1", "replace"))
-        self.variants = sorted(spellings, key=len, reverse=True)
+        self.variants = _spellings(tuple(self.secrets))
 
     def digests(self, record_id: str) -> list[str]:
         """``"<length>:<hex>"`` keyed digests of the longer secrets (key: the record id)."""
@@ -176,6 +169,23 @@ class Masking:
                 digest = hashlib.blake2b(secret, key=key, digest_size=8).hexdigest()
                 out.append(f"{len(secret)}:{digest}")
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _spellings(secrets: tuple[bytes, ...]) -> list[bytes]:
+    # Cached: a service sends the same few keys over and over.
+    spellings: set[bytes] = set()
+    for secret in secrets:
+        text = secret.decode("latin-1")
+        spellings.add(secret)
+        for other in (
+            quote(text, safe=""),
+            quote_plus(text, safe=""),
+            _json_escaped(text),
+            _json_escaped(text).replace("/", "\\/"),
+        ):
+            spellings.add(other.encode("latin-1", "replace"))
+    return sorted(spellings, key=len, reverse=True)
 
 
 def _json_escaped(text: str) -> str:
@@ -233,17 +243,26 @@ def headers(items: Iterable[Sequence[Any]], rule: NameRule, found: Masking) -> l
     ``(raw_name, lower_name, value)`` byte triples httpx keeps (the tap).
     """
     out: list[list[str]] = []
+    append = out.append
+    judge = rule.judge_cached
     for item in items:
         if len(item) == 3:
-            name, value = _latin1(item[0]), _latin1(item[2])
+            raw_name, lower_b, value_b = item
+            name = raw_name.decode("latin-1") if type(raw_name) is bytes else _latin1(raw_name)
+            value = value_b.decode("latin-1") if type(value_b) is bytes else _latin1(value_b)
+            lower = lower_b.decode("latin-1") if type(lower_b) is bytes else name.lower()
         else:
-            name, value = _latin1(item[0]), _latin1(item[1])
-        lower = name.lower()
-        if rule(lower):
-            out.append([name, _header_value(lower, value, found)])
+            name, value = item[0], item[1]
+            if type(name) is not str:
+                name = _latin1(name)
+            if type(value) is not str:
+                value = _latin1(value)
+            lower = name.lower()
+        if judge(lower):
+            append([name, _header_value(lower, value, found)])
             found.hit("headers")
         else:
-            out.append([name, value])
+            append([name, value])
     return out
 
 
@@ -260,6 +279,21 @@ def header_value(headers_: list[list[str]], lower: str) -> str | None:
 
 def url(text: str, rule: NameRule, found: Masking) -> str:
     """``text`` with user-info password, credential query values and path keys redacted."""
+    redacted, secrets, count = _url_cached(text, rule)
+    found.secrets.extend(secrets)
+    if count:
+        found.hit("url", count)
+    return redacted
+
+
+@functools.lru_cache(maxsize=512)
+def _url_cached(text: str, rule: NameRule) -> tuple[str, tuple[bytes, ...], int]:
+    # Cached: the same endpoints (and, for Gemini, the same ?key=) come back every call.
+    found = Masking()
+    return _url(text, rule, found), tuple(found.secrets), found.count
+
+
+def _url(text: str, rule: NameRule, found: Masking) -> str:
     scheme, sep, rest = text.partition("://")
     if not sep:
         return text
@@ -363,7 +397,10 @@ def mask_text(text: str, found: Masking) -> tuple[str, int]:
 
 
 def mask_headers(headers_: list[list[str]], found: Masking, place: str) -> None:
-    """Secrets echoed in any header value replaced, in place."""
+    """Secrets echoed in any header value replaced, in place (one search when none is)."""
+    joined = "\n".join([pair[1] for pair in headers_])
+    if not any(variant.decode("latin-1") in joined for variant in found.variants):
+        return
     for pair in headers_:
         if pair[1] == REDACTED:
             continue
