@@ -464,3 +464,33 @@ def test_cli_never_prints_our_passwords(
     for where, data in outputs.items():
         for secret in (PG_PASSWORD, REDIS_PASSWORD):
             assert secret.encode() not in data, f"{secret} printed by {where}: {data[-300:]!r}"
+
+
+def test_masking_runs_on_the_writer_thread_never_on_the_callers(
+    fake: FakeProvider, redis_url: str, stream_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from rawtap.producer import _redact
+
+    threads: list[str] = []
+    real = _redact.redact_record
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_redact, "redact_record", spy)
+    recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix)
+    client = recorder.instrument(httpx2.Client(), provider="openai")
+    try:
+        client.post(
+            f"{fake.url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {API_KEY}"},
+            json={"model": "fake-gzip", "messages": MESSAGES},
+        )
+        assert recorder.flush(10)
+    finally:
+        client.close()
+        recorder.close()
+    assert threads == ["rawtap-writer"]  # once, and not on the caller's thread
