@@ -5,7 +5,7 @@ Two measurements, both medians:
 1. **transport level** (precise): one request through an in-memory inner
    transport that answers instantly, with and without the tap around it, for a
    1-chunk and a 300-chunk response. The difference is the tap's own cost
-   (capture, tee, header redaction, handing the record to a real Recorder).
+   (capture, tee, handing the record to a real Recorder; redaction runs on the writer).
 2. **SDK level** (what an application sees): the real OpenAI SDK against the
    fake provider running as a separate process, tapped vs untapped, for a JSON
    call and a 300-chunk stream; the ratio shows the tap against the SDK's own

@@ -14,8 +14,8 @@ import httpx2
 import pytest
 
 from rawtap.consumer.fake_provider import FakeProvider
-from rawtap.producer import Recorder
-from rawtap.producer._tap import _capture, _redact
+from rawtap.producer import Recorder, _redact
+from rawtap.producer._tap import _capture
 from rawtap.producer._tap._transport import is_tap
 from rawtap.shared import EndState
 from tests.support.tap import (
@@ -250,7 +250,9 @@ def test_broken_internals_never_change_what_the_sdk_returns_or_raises(
     elif target == "closed":
         monkeypatch.setattr(_capture.Capture, "_saw_terminal_event", _break)
     else:
-        monkeypatch.setattr(_capture._redact, "redact_url", _break)
+        # Redaction runs on the writer thread: a failure there drops the record (never
+        # stores it unredacted) and the SDK's path never sees it.
+        monkeypatch.setattr(_redact, "url", _break)
     client = recorder.instrument(_openai(fake, max_retries=1))
     got = [
         _chat(client),
@@ -263,6 +265,10 @@ def test_broken_internals_never_change_what_the_sdk_returns_or_raises(
         got.append((type(e), e.status_code))  # type: ignore[attr-defined]
     client.close()
     assert got == expected
+    if target == "redact":
+        recorder.flush(10)
+        assert recorder.stats().dropped.get("serialize_error", 0) > 0
+        return
     assert recorder.stats().internal_errors > 0 or target == "record"
 
 

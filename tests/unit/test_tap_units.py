@@ -1,4 +1,4 @@
-"""The tap's pure parts: redaction, end-state judgement, sessions, the finalizer guard."""
+"""The tap's pure parts (redaction: test_redact.py): end-state judgement, sessions, the finalizer guard."""
 
 from __future__ import annotations
 
@@ -11,60 +11,9 @@ import httpx2
 import pytest
 
 from rawtap.producer import Recorder
-from rawtap.producer._tap import _capture, _redact
+from rawtap.producer._tap import _capture
 from rawtap.producer._tap._capture import Capture, Tap, provider_from_host
 from rawtap.producer._tap._context import Session, current_session
-
-SECRET = b"sk-live-0123456789abcdef"
-
-
-def test_header_redaction_keeps_the_scheme_and_collects_the_secret() -> None:
-    secrets: list[bytes] = []
-    items = [
-        (b"Authorization", b"authorization", b"Bearer " + SECRET),
-        (b"x-api-key", b"x-api-key", SECRET),
-        (b"Set-Cookie", b"set-cookie", b"id=1; HttpOnly"),
-        (b"Content-Type", b"content-type", b"text/event-stream"),
-    ]
-    headers, content_type = _redact.response_headers_for_record(items, secrets)
-    assert headers == [
-        ("Authorization", "Bearer [REDACTED]"),
-        ("x-api-key", "[REDACTED]"),
-        ("Set-Cookie", "[REDACTED]"),
-        ("Content-Type", "text/event-stream"),
-    ]
-    assert content_type == b"text/event-stream"
-    assert secrets == [SECRET, SECRET]
-
-
-def test_url_key_parameters_are_redacted() -> None:
-    secrets: list[bytes] = []
-    url = "https://g.example/v1beta/models/m:generateContent?alt=sse&key=AIzaSECRET123&x=1"
-    assert _redact.redact_url(url, secrets) == (
-        "https://g.example/v1beta/models/m:generateContent?alt=sse&key=[REDACTED]&x=1"
-    )
-    assert secrets == [b"AIzaSECRET123"]
-    assert _redact.redact_url("https://api.openai.com/v1/chat", secrets) == (
-        "https://api.openai.com/v1/chat"
-    )
-
-
-def test_body_masks_keep_length_even_across_chunk_boundaries() -> None:
-    body = b'{"echo":"' + SECRET + b'","again":"' + SECRET + b'"}'
-    chunks = [body[:12], body[12:20], body[20:]]  # the first secret spans three chunks
-    out = _redact.redact_chunks(chunks, [SECRET])
-    assert [len(c) for c in out] == [len(c) for c in chunks]
-    joined = b"".join(out)
-    assert SECRET not in joined
-    assert joined.count(_redact.mask(SECRET)) == 2
-    assert _redact.mask(SECRET).startswith(b"[REDACTED")
-    assert len(_redact.mask(b"short")) == 5
-    clean = [b"nothing", b"here"]
-    assert _redact.redact_chunks(clean, [SECRET]) is clean  # no copy in the common case
-
-
-def test_short_values_are_not_searched_for_in_bodies() -> None:
-    assert _redact.usable_secrets([b"abc", SECRET, SECRET]) == [SECRET]
 
 
 def test_provider_names_from_hosts() -> None:

@@ -43,9 +43,11 @@ from rawtap.shared import (
     RawtapError,
     StreamNames,
     WorkerSettings,
+    display_url,
     load_settings,
     parse_duration,
     range_count,
+    scrub_text,
 )
 
 app = typer.Typer(
@@ -89,16 +91,21 @@ _debug = False
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"rawtap: error: {message}", err=True)
+    typer.echo(f"rawtap: error: {scrub_text(message)}", err=True)
     sys.exit(code)
 
 
+class _ScrubbingFormatter(logging.Formatter):
+    """Log lines (tracebacks included) with every URL's password hidden."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub_text(super().format(record))
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 @app.callback()
@@ -165,7 +172,7 @@ def worker(
         "rawtap worker %s: %s -> %s (group %s)",
         settings.consumer,
         ", ".join(names.shard(k) for k in settings.assigned_shards),
-        settings.sink_url,
+        display_url(settings.sink_url),
         settings.group,
     )
     with sink_obj:
@@ -246,7 +253,7 @@ def stats(
         typer.echo("lagging shards: " + ",".join(str(shard.shard) for shard, _ in lagging))
     typer.echo(f"dead letters ({names.dead_letters}): {figures.dead_letters}")
     if sink_obj is not None:
-        typer.echo(f"sink {settings.sink_url}: {figures.stored} records")
+        typer.echo(f"sink {display_url(settings.sink_url)}: {figures.stored} records")
         _print_reconciliation(sink_reconciliation)
 
 
@@ -645,7 +652,7 @@ def migrate(
         url += ("&" if "?" in url else "?") + f"partition={partition}"
     with open_sink(url, migrate=True) as store:
         version = getattr(store, "schema_version", "?")
-    typer.echo(f"store {url.split('?')[0]} is at schema version {version}")
+    typer.echo(f"store {display_url(url.split('?')[0])} is at schema version {version}")
 
 
 @app.command()
@@ -706,7 +713,7 @@ def replay(
 
 def _exit(message: str, code: int) -> NoReturn:
     # Outside the typer app a typer.Exit would escape as a traceback: exit directly.
-    typer.echo(f"rawtap: error: {message}", err=True)
+    typer.echo(f"rawtap: error: {scrub_text(message)}", err=True)
     sys.exit(code)
 
 

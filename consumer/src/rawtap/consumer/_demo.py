@@ -32,7 +32,7 @@ from rawtap.consumer._sqlite import path_from_url
 from rawtap.consumer._worker import Worker
 from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder
-from rawtap.shared import RawtapError, WorkerSettings
+from rawtap.shared import RawtapError, WorkerSettings, display_url
 
 
 class DemoFailed(RawtapError):
@@ -167,7 +167,7 @@ class DemoReport:
         lines = [
             f"rawtap demo: {self.calls} SDK calls (OpenAI, OpenRouter, Anthropic, Gemini; "
             "sync/async, JSON/stream) to a local fake provider",
-            f"redis: {self.redis}   store: {self.sink_url}",
+            f"redis: {display_url(self.redis)}   store: {display_url(self.sink_url)}",
             "",
             f"{'provider':<11}{'calls':>6}{'streamed':>9}{'records':>8}{'retried':>8}"
             f"{'tokens in':>10}{'tokens out':>11}{'body bytes':>12}",

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from rawtap.consumer._derived import Derived, ToolCall
+from rawtap.consumer._unmasked import mask_derived
 from rawtap.shared import BodyDecodeError, Record
 
 logger = logging.getLogger(__name__)
@@ -637,7 +638,21 @@ def _looks_like_sse(head: bytes) -> bool:
 
 
 def derive(record: Record) -> Derived:
-    """The derived fields of ``record``; never raises (a failure is in ``parse_error``)."""
+    """The derived fields of ``record``; never raises (a failure is in ``parse_error``).
+
+    Secrets the producer could only digest (split over stream deltas) are masked.
+    """
+    derived = _derive(record)
+    if record.masked_digests:
+        try:
+            return mask_derived(derived, record)
+        except Exception:  # fail safe: no derived text rather than a secret
+            logger.debug("masking derived fields of %s failed", record.record_id, exc_info=True)
+            return derived.model_copy(update={"text": None, "tool_calls": []})
+    return derived
+
+
+def _derive(record: Record) -> Derived:
     # The request's model is a fallback: parse the request body (large prompts, images)
     # only when the response does not name its model.
     base: dict[str, Any] = {"request_id": _request_id(record)}

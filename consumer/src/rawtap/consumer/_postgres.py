@@ -57,7 +57,7 @@ from rawtap.consumer._sink import (
     SinkError,
     StoredRecord,
 )
-from rawtap.shared import CodecError, ConfigError, Record
+from rawtap.shared import CodecError, ConfigError, Record, display_url, scrub_text
 
 logger = logging.getLogger(__name__)
 
@@ -165,14 +165,6 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), parts.fragment)), own
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 class PostgresSink:
     """Records in a PostgreSQL schema; thread-safe (one connection, one lock).
 
@@ -210,7 +202,7 @@ class PostgresSink:
         self._stage_ready = False
         self._partitions: set[date] = set()
         self._closed = False
-        self._label = f"PostgreSQL {_redact(conninfo)} (schema {schema})"
+        self._label = f"PostgreSQL {display_url(conninfo)} (schema {schema})"
         with self._lock:
             conn = self._connection(ensure_schema=migrate)
             try:
@@ -706,4 +698,5 @@ def _stored(row: Sequence[Any]) -> StoredRecord:
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    # libpq messages can quote the conninfo they were given: never its password.
+    return scrub_text(" ".join(str(error).split())) or type(error).__name__

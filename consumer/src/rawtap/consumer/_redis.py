@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from rawtap.shared import RawtapError, WorkerSettings, open_redis
+from rawtap.shared import RawtapError, WorkerSettings, display_url, open_redis, scrub_text
 
 if TYPE_CHECKING:
     from rawtap.shared._connection import RedisClient
@@ -48,20 +48,15 @@ def ensure_group(client: "RedisClient", stream: str, group: str) -> bool:
 def describe(error: redis.RedisError, url: str) -> str:
     """One line saying what failed and how to recover."""
     if isinstance(error, redis.AuthenticationError):
-        return f"Redis at {safe_url(url)} refused the credentials: {error}"
+        return scrub_text(f"Redis at {safe_url(url)} refused the credentials: {error}")
     if isinstance(error, redis.ConnectionError | redis.TimeoutError):
-        return (
+        return scrub_text(
             f"cannot reach Redis at {safe_url(url)} ({error}); start one with "
             "`redis-server --port 6379` or set RAWTAP_REDIS_URL"
         )
-    return f"Redis at {safe_url(url)} answered with an error: {error}"
+    return scrub_text(f"Redis at {safe_url(url)} answered with an error: {error}")
 
 
 def safe_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _password = creds.partition(":")
-    return f"{scheme}{sep}{user}{':***' if colon else ''}@{host}"
+    """``url`` with any password replaced by ``***`` (:func:`rawtap.shared.display_url`)."""
+    return display_url(url)

@@ -12,7 +12,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from rawtap.consumer._accounting import Accounting, ProducerBalance
 from rawtap.consumer._derived import Derived
-from rawtap.shared import CodecError, ConfigError, EndState, RawtapError, Record
+from rawtap.shared import CodecError, ConfigError, EndState, RawtapError, Record, display_url
 
 
 class SinkError(RawtapError):
@@ -203,5 +203,5 @@ def open_sink(url: str, *, migrate: bool = True) -> Store:
 
         return PostgresSink.from_url(url, migrate=migrate)
     raise ConfigError(
-        f"unknown sink URL {url!r}; expected sqlite:///path.db or postgresql://host/db"
+        f"unknown sink URL {display_url(url)!r}; expected sqlite:///path.db or postgresql://host/db"
     )

@@ -20,11 +20,11 @@ class RecordDetails(TypedDict, total=False):
     status: int
     """HTTP status of the response."""
     response_headers: Sequence[tuple[str, str]]
-    """Response headers as received (case, order, duplicates)."""
+    """Response headers as received (case, order, duplicates; credentials redacted)."""
     method: str
     """HTTP method of the request."""
     url: str
-    """URL of the request (rawtap redacts ``key=`` query parameters)."""
+    """URL of the request (rawtap redacts credentials in it, on the writer thread)."""
     request_headers: Sequence[tuple[str, str]]
     """Request headers as sent (rawtap redacts credentials)."""
     request_body: bytes

@@ -35,9 +35,11 @@ from rawtap.shared import (
     ProducerSettings,
     SeqRange,
     add_to_ranges,
+    display_url,
     load_settings,
     new_producer_id,
     range_count,
+    scrub_text,
     split_cluster_url,
 )
 
@@ -459,7 +461,9 @@ def _check_redis_url(url: str) -> None:
     try:
         parse_url(plain)  # type: ignore[no-untyped-call]
     except ValueError as e:
-        raise ConfigError(f"invalid setting redis_url: {e} (got {url!r})") from e
+        raise ConfigError(
+            f"invalid setting redis_url: {scrub_text(str(e))} (got {display_url(url)!r})"
+        ) from e
 
 
 _LIVE: "weakref.WeakSet[Recorder]" = weakref.WeakSet()

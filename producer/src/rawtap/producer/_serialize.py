@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from rawtap.producer import _redact
 from rawtap.producer._details import DETAIL_KEYS
 from rawtap.shared import SCHEMA_VERSION, BodyForm, EndState, entry_from_parts
 
@@ -163,12 +164,17 @@ def _body_size(claimed: object, held: int, errors: list[str]) -> int:
 
 
 def serialize(
-    item: Sequence[Any], producer_id: str, service: str | None, max_record_bytes: int
+    item: Sequence[Any],
+    producer_id: str,
+    service: str | None,
+    max_record_bytes: int,
+    redact_names: tuple[str, ...] = (),
 ) -> SerializedRecord:
-    """Turn one buffered item into a stream entry.
+    """Turn one buffered item into a stream entry, credentials masked.
 
     ``item`` is ``(seq, size, (captured_at_ns, provider, raw_response,
-    request_metadata, session_id, details))`` as ``Recorder.record`` queued it.
+    request_metadata, session_id, details))`` as ``Recorder.record`` queued it;
+    ``redact_names`` adds credential header/parameter names (``RAWTAP_REDACT_NAMES``).
     """
     seq, _size, fields = item
     captured_at_ns, provider, raw, metadata, session_id, details = fields
@@ -201,7 +207,26 @@ def serialize(
     request_body = get("request_body", b"")
     if type(request_body) is not bytes:
         request_body = bytes(request_body)
-    body_size = _body_size(get("original_size"), len(body), errors)
+    held = len(body)
+    body_size = _body_size(get("original_size"), held, errors)
+    # make_record_id, inlined (one call less per record); the round-trip tests hold them equal.
+    record_id = f"{captured_at_ns // 1_000_000:012x}{producer_id}{seq:012x}"
+
+    # Credentials, before truncation: a secret cut in half by it would leave a prefix.
+    red = _redact.redact_record(
+        d, body, chunk_pairs, request_body, max_record_bytes, redact_names, errors
+    )
+    body, chunk_pairs, request_body, url, error = (
+        red.body,
+        red.chunks,
+        red.request_body,
+        red.url,
+        red.error,
+    )
+    if len(body) != held:
+        # Masking stored the decoded body of a compressed one: sizes count decoded bytes
+        # now, plus whatever the tap counted but did not hold.
+        body_size = len(body) + (body_size - held)
     truncated = body_size > len(body) or body_size + len(request_body) > max_record_bytes
     original_size = original_request_size = None
     if truncated:
@@ -213,12 +238,8 @@ def serialize(
     if end_state not in _END_STATES:
         errors.append(f"unknown end_state {end_state!r}; recorded as error")
         end_state = _ERROR
-    error = get("error")
     if errors:
         error = "; ".join([error, *errors] if error else errors)
-
-    # make_record_id, inlined (one call less per record); the round-trip tests hold them equal.
-    record_id = f"{captured_at_ns // 1_000_000:012x}{producer_id}{seq:012x}"
     envelope = {
         "schema_version": SCHEMA_VERSION,
         "record_id": record_id,
@@ -232,11 +253,11 @@ def serialize(
         "attempt": get("attempt"),
         "provider": provider,
         "method": get("method"),
-        "url": get("url"),
-        "request_headers": [list(h) for h in get("request_headers", ())],
+        "url": url,
+        "request_headers": red.request_headers,
         "metadata": dict(metadata) if metadata else {},
         "status": status,
-        "response_headers": [list(h) for h in get("response_headers", ())],
+        "response_headers": red.response_headers,
         "body_form": form,
         "stream": bool(get("stream", chunks_in is not None)),
         "chunks": chunk_pairs,
@@ -250,6 +271,8 @@ def serialize(
         "original_size": original_size,
         "original_request_size": original_request_size,
     }
+    # Only when something was masked: records stay readable by older consumers.
+    red.add_to(envelope, record_id)
     packed = orjson.dumps(envelope, default=_envelope_default, option=_ENVELOPE_OPTIONS)
     return SerializedRecord(
         seq,

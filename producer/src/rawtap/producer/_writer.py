@@ -236,6 +236,7 @@ class StreamWriter:
                     self._recorder.producer_id,
                     self._settings.service,
                     self._settings.max_record_bytes,
+                    self._settings.redact_names,
                 )
                 rec.shard = shard_for(item[2][4], item[0], shards)  # item[2][4]: the session id
                 records.append(rec)

@@ -26,7 +26,15 @@ from rawtap.shared._codec import (
     entry_from_parts,
 )
 from rawtap.shared._connection import open_redis, split_cluster_url
-from rawtap.shared._decode import BodyDecodeError, BodyDecoder, content_encodings, decode_body
+from rawtap.shared._decode import (
+    BodyDecodeError,
+    BodyDecoder,
+    content_encodings,
+    decode_body,
+    decode_bounded,
+    decode_chunks,
+)
+from rawtap.shared._display import display_url, scrub_text
 from rawtap.shared._duration import parse_duration
 from rawtap.shared._errors import CodecError, ConfigError, RawtapError
 from rawtap.shared._ids import make_record_id, new_producer_id, record_id_time_ms
@@ -76,8 +84,11 @@ __all__ = [
     "add_to_ranges",
     "content_encodings",
     "decode_body",
+    "decode_bounded",
+    "decode_chunks",
     "decode_entry",
     "decode_report",
+    "display_url",
     "encode_entry",
     "encode_envelope",
     "encode_report",
@@ -91,6 +102,7 @@ __all__ = [
     "parse_shard_set",
     "range_count",
     "record_id_time_ms",
+    "scrub_text",
     "shard_for",
     "split_cluster_url",
 ]

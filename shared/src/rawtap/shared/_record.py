@@ -118,6 +118,21 @@ class Record(BaseModel):
     """Exact size of the response body on the wire (set only when ``body`` was cut)."""
     original_request_size: int | None = None
     """Size of ``request_body`` before truncation (set only when it was cut)."""
+    # credentials (docs/reliability.md, "No credential in any stored byte")
+    masked: int = Field(default=0, ge=0)
+    """How many credential values the producer masked in this record (0 in older records)."""
+    masked_in: list[str] = Field(default_factory=list)
+    """Where they were: ``headers``, ``url``, ``request_body``, ``body``, ``error``."""
+    masked_digests: list[str] = Field(default_factory=list)
+    """``"<length>:<hex>"`` keyed BLAKE2b digests (key: ``record_id``) of the request's
+    credentials of 16 bytes or more, never the values: the consumer masks derived
+    text with them."""
+    body_decoded_from: str | None = None
+    """The ``Content-Encoding`` rawtap undid to mask a secret in ``body``; the header was
+    removed from ``response_headers`` and ``body`` holds the decoded bytes."""
+    encoded_size: int | None = None
+    """Size of the body as received (compressed) when ``body_decoded_from`` is set or the
+    body was withheld."""
 
     @model_validator(mode="after")
     def _chunks_cover_body(self) -> Self:

@@ -113,6 +113,9 @@ class ProducerSettings(_Common):
     """How often the producer reports its accepted count and drops to the workers."""
     handle_sigterm: bool = True
     """Flush on SIGTERM (only when the host left SIGTERM at its default action)."""
+    redact_names: Annotated[tuple[str, ...], NoDecode] = ()
+    """More header and query-parameter names whose values are credentials, besides the
+    defaults (``RAWTAP_REDACT_NAMES=x-tenant-pass,x-my-*``; ``fnmatch`` patterns)."""
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -122,6 +125,15 @@ class ProducerSettings(_Common):
             return names or None
         if isinstance(value, list | tuple | set | frozenset):
             return frozenset(str(p).lower() for p in value)
+        return value
+
+    @field_validator("redact_names", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return tuple(sorted({str(n).strip().lower() for n in value if str(n).strip()}))
         return value
 
     @property

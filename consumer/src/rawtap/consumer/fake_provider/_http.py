@@ -128,11 +128,11 @@ class Server(HTTPServer):
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def accepts_gzip(accept_encoding: str | None) -> bool:
-    """Whether an ``Accept-Encoding`` value allows gzip."""
+def accepts_gzip(accept_encoding: str | None, wanted: str = "gzip") -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (or the coding ``wanted``)."""
     for item in (accept_encoding or "").split(","):
         coding, _, params = item.strip().partition(";")
-        if coding.strip().lower() in {"gzip", "*"}:
+        if coding.strip().lower() in {wanted, "*"}:
             q = params.strip().removeprefix("q=").strip()
             try:
                 return q == "" or float(q) > 0
@@ -162,7 +162,16 @@ class ResponseWriter:
         """Abort the connection with an RST before anything is written."""
         self._reset(0.0)
 
-    def write(self, reply: Reply, *, gzip: bool, trailer: bool, delay: float, cut: bool) -> None:
+    def write(
+        self,
+        reply: Reply,
+        *,
+        gzip: bool,
+        trailer: bool,
+        delay: float,
+        cut: bool,
+        coding: str = "gzip",
+    ) -> None:
         """Write ``reply`` on the connection.
 
         ``gzip`` codes the entity (``trailer=False`` leaves the gzip trailer
@@ -171,8 +180,11 @@ class ResponseWriter:
         """
         ex = self._exchange
         plain = reply.chunks if reply.chunks is not None else [reply.body]
-        pieces = _encode(plain, gzip=gzip, trailer=trailer, whole=not reply.chunked)
-        framing: Headers = [("Content-Encoding", "gzip")] if gzip else []
+        if gzip and coding != "gzip":
+            pieces = _encode_other(plain, coding, whole=not reply.chunked)
+        else:
+            pieces = _encode(plain, gzip=gzip, trailer=trailer, whole=not reply.chunked)
+        framing: Headers = [("Content-Encoding", coding)] if gzip else []
         if reply.chunked:
             framing.append(("Transfer-Encoding", "chunked"))
         else:
@@ -260,6 +272,31 @@ class ResponseWriter:
         # (and with it the RST) goes now, not when the handler unwinds.
         handler.rfile.close()
         handler.connection.close()
+
+
+def _encode_other(plain: list[bytes], coding: str, *, whole: bool) -> list[bytes]:
+    """Entity pieces coded with deflate (zlib-wrapped), br or zstd, flushed per chunk."""
+    if coding == "deflate":
+        deflate = zlib.compressobj(wbits=15)
+        if whole:
+            return [deflate.compress(plain[0]) + deflate.flush()]
+        pieces = [deflate.compress(c) + deflate.flush(zlib.Z_SYNC_FLUSH) for c in plain]
+        return [*pieces, deflate.flush()]
+    if coding == "br":
+        import brotli
+
+        if whole:
+            return [bytes(brotli.compress(plain[0]))]
+        br = brotli.Compressor()
+        pieces = [bytes(br.process(c)) + bytes(br.flush()) for c in plain]
+        return [*pieces, bytes(br.finish())]
+    import zstandard
+
+    if whole:
+        return [zstandard.ZstdCompressor().compress(plain[0])]
+    zstd = zstandard.ZstdCompressor().compressobj()
+    pieces = [zstd.compress(c) + zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK) for c in plain]
+    return [*pieces, zstd.flush()]
 
 
 def _encode(plain: list[bytes], *, gzip: bool, trailer: bool, whole: bool) -> list[bytes]:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from rawtap.consumer.fake_provider._content import Usage
 from rawtap.consumer.fake_provider._scenario import Scenario
+from rawtap.shared import decode_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,14 +127,17 @@ class Exchange:
 
     @property
     def gzipped(self) -> bool:
-        """True when the entity is gzip-compressed."""
-        return (self.header("content-encoding") or "").lower() == "gzip"
+        """True when the entity is compressed (gzip, or deflate/br/zstd)."""
+        return bool(self.header("content-encoding"))
 
     @property
     def decoded_body(self) -> bytes:
         """``body`` after content decoding; a missing gzip trailer is tolerated."""
-        if not self.gzipped:
+        coding = (self.header("content-encoding") or "").lower()
+        if not coding:
             return self.body
+        if coding != "gzip":
+            return decode_body(self.body, coding)
         decoder = zlib.decompressobj(wbits=31)
         return decoder.decompress(self.body) + decoder.flush()
 

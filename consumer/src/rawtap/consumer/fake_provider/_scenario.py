@@ -130,7 +130,10 @@ class Scenario:
     fail_times: int = 1
     then_ok: bool = False
     gzip: bool = False
+    """The entity is compressed (with ``coding``) when the request accepts it."""
     gzip_trailer: bool = True
+    coding: str = "gzip"
+    """``gzip``, ``deflate``, ``br`` or ``zstd``."""
     chunk_delay: float = 0.0
     words: int = DEFAULT_WORDS
 
@@ -170,6 +173,8 @@ def _apply(option: str, scenario: Scenario, slow_ms: int) -> Scenario:
         return scenario
     if option == "gzip":
         return replace(scenario, gzip=True)
+    if option in ("deflate", "br", "zstd"):
+        return replace(scenario, gzip=True, coding=option)
     if option == "gzip-no-trailer":
         return replace(scenario, gzip=True, gzip_trailer=False)
     if match := _SLOW.match(option):

@@ -393,8 +393,10 @@ class FakeProvider:
             exchange.reset = RESET_MID_BODY
         writer.write(
             reply,
-            gzip=scenario.gzip and accepts_gzip(exchange.request.header("accept-encoding")),
+            gzip=scenario.gzip
+            and accepts_gzip(exchange.request.header("accept-encoding"), scenario.coding),
             trailer=scenario.gzip_trailer,
+            coding=scenario.coding,
             delay=scenario.chunk_delay,
             cut=cut,
         )

@@ -6,9 +6,9 @@ once: at EOF, on a read error, on close (complete if the provider's terminal
 event was seen, else closed early / cancelled / abandoned), on a transport
 error, or when the response is garbage-collected unclosed. Finishing runs on
 the application's thread (sometimes inside a finalizer): it never raises,
-never blocks, and leaves serialization to the Recorder's writer thread. It
-only decodes and redacts headers, redacts echoed secrets in the bodies and
-queues the record.
+never blocks, and leaves serialization and redaction of credentials to the
+Recorder's writer thread (rawtap.producer._redact): it only gathers references
+and queues the record.
 """
 
 import asyncio
@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rawtap.producer._log import LogOnce
-from rawtap.producer._tap import _redact
 from rawtap.producer._tap._context import _CALL, _SESSION, CallScope, SessionState, new_call_id
 
 if TYPE_CHECKING:
@@ -360,23 +359,17 @@ class Capture:
         try:
             ended = _clock() - self.t0
             request = self.request
-            secrets: list[bytes] = []
-            request_headers, retry_count = _request_headers(request.headers, secrets)
+            # Only references here: decoding and redaction run on the writer thread.
+            request_headers, retry_count = _request_headers(request.headers)
             attempt = self.attempt if retry_count is None else retry_count
-            url = _redact.redact_url(str(request.url), secrets)
+            url = str(request.url)
             request_body = _request_body(request)
             chunks = self.chunks
-            response_headers: list[tuple[str, str]] = []
+            response_headers: list[tuple[bytes, bytes, bytes]] = []
             content_type = b""
             if self.response_headers is not None:
-                response_headers, content_type = _redact.response_headers_for_record(
-                    _header_items(self.response_headers), secrets
-                )
-            usable = _redact.usable_secrets(secrets) if secrets else None
-            if usable:
-                chunks, request_body, url, request_headers, response_headers, error = _mask_echoes(
-                    usable, chunks, request_body, url, request_headers, response_headers, error
-                )
+                response_headers = list(_header_items(self.response_headers))
+                content_type = _content_type(response_headers)
             details: dict[str, Any] = {
                 "stream": content_type.lower().startswith(_STREAM_TYPES),
                 "chunks": chunks,
@@ -420,26 +413,6 @@ class Capture:
             self.request = None  # the request (and its body) need not live as long as the stream
 
 
-def _mask_echoes(
-    usable: list[bytes],
-    chunks: list[bytes],
-    request_body: bytes,
-    url: str,
-    request_headers: list[tuple[str, str]],
-    response_headers: list[tuple[str, str]],
-    error: str | None,
-) -> tuple[list[bytes], bytes, str, list[tuple[str, str]], list[tuple[str, str]], str | None]:
-    """Every part of a record with the credential values echoed in it masked."""
-    return (
-        _redact.redact_chunks(chunks, usable),
-        _redact.redact_body(request_body, usable),
-        _redact.redact_text(url, usable),
-        _redact.redact_header_values(request_headers, usable),
-        _redact.redact_header_values(response_headers, usable),
-        _redact.redact_text(error, usable) if error else error,
-    )
-
-
 def _decoded_tail(chunks: list[bytes], coding: str) -> bytes:
     """The last decoded bytes of a compressed body read so far (gzip/deflate only).
 
@@ -462,22 +435,20 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-def _request_headers(
-    headers: Any, secrets: list[bytes]
-) -> tuple[list[tuple[str, str]], int | None]:
-    """Request headers as recorded, and the SDK's ``x-stainless-retry-count`` if it sent one."""
-    out: list[tuple[str, str]] = []
-    append = out.append
-    retry_count = None
-    for raw_name, lower_name, value in _header_items(headers):
-        if lower_name in _redact.CREDENTIAL_HEADERS:
-            value_text = _redact.redact_header_value(lower_name, value, secrets)
-            append((raw_name.decode("latin-1"), value_text))
-            continue
+def _request_headers(headers: Any) -> tuple[list[tuple[bytes, bytes, bytes]], int | None]:
+    """Request header triples (a copy of the list), and the SDK's ``x-stainless-retry-count``."""
+    items = list(_header_items(headers))
+    for _raw_name, lower_name, value in items:
         if lower_name == _RETRY_COUNT_HEADER and value.isdigit():
-            retry_count = int(value)
-        append((raw_name.decode("latin-1"), value.decode("latin-1")))
-    return out, retry_count
+            return items, int(value)
+    return items, None
+
+
+def _content_type(items: list[tuple[bytes, bytes, bytes]]) -> bytes:
+    for _raw_name, lower_name, value in items:
+        if lower_name == b"content-type":
+            return value
+    return b""
 
 
 def _header_items(headers: Any) -> Any:
