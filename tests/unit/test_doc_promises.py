@@ -39,6 +39,7 @@ COMPUTED = {
     "read_shards": "all",
     "retention": "unset",
     "max_record_bytes": "8 MiB",
+    "redact_names": "none",
 }
 
 

@@ -83,6 +83,12 @@ OPTIONS: tuple[ScenarioOption, ...] = (
         "the same, minus the gzip trailer (CRC32, length)",
     ),
     ScenarioOption(
+        "deflate, br, zstd",
+        "fake-br",
+        "the same with that Content-Encoding (zlib-wrapped deflate; br and zstd need "
+        "brotli / zstandard)",
+    ),
+    ScenarioOption(
         "slow, slow-<ms>",
         "fake-slow-20",
         f"a pause before every body write (default {DEFAULT_SLOW_MS} ms, or --slow-ms)",
