@@ -667,6 +667,14 @@ def replay(
         bool, typer.Option("--timing", help="Send stream chunks at their recorded times.")
     ] = False,
     speed: Annotated[float, typer.Option("--speed", help="Timing speed-up factor.")] = 1.0,
+    max_connections: Annotated[
+        int,
+        typer.Option("--max-connections", help="Connections served at once; more get a 503."),
+    ] = 128,
+    idle_timeout: Annotated[
+        float,
+        typer.Option("--idle-timeout", help="Seconds an idle connection is kept open."),
+    ] = 10.0,
     session: Session = None,
     provider: Provider = None,
     model: Model = None,
@@ -682,6 +690,10 @@ def replay(
         raise ConfigError(f"--match {match!r}: use request, path or sequence")
     if speed <= 0:
         raise ConfigError("--speed must be greater than zero")
+    if max_connections <= 0:
+        raise ConfigError("--max-connections must be greater than zero")
+    if idle_timeout <= 0:
+        raise ConfigError("--idle-timeout must be greater than zero")
     query = _query(session, provider, model, status, end_state, since, until)
     with _store(sink) as store:
         records = list(iter_matching(store, query))
@@ -695,20 +707,25 @@ def replay(
             match=cast("MatchMode", match),
             timing=timing,
             speed=speed,
+            max_connections=max_connections,
+            idle_timeout_s=idle_timeout,
         )
     except OSError as e:
         _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
 
     def stop(_signum: int, _frame: object) -> None:
-        import threading
-
-        threading.Thread(target=server.close, daemon=True).start()
+        # Runs in the serving thread: close() only asks serve_forever to return, at once.
+        server.close()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     typer.echo(f"replaying {len(records)} records on {server.url}", err=True)
     server.serve_forever()
-    typer.echo(f"served {server.served} responses, {len(server.misses)} misses", err=True)
+    typer.echo(
+        f"served {server.served} responses, {server.miss_count} misses, "
+        f"{server.refused_connections} connections refused (busy)",
+        err=True,
+    )
 
 
 def _exit(message: str, code: int) -> NoReturn:

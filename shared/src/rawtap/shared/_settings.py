@@ -117,6 +117,23 @@ class ProducerSettings(_Common):
     """More header and query-parameter names whose values are credentials, besides the
     defaults (``RAWTAP_REDACT_NAMES=x-tenant-pass,x-my-*``; ``fnmatch`` patterns)."""
 
+    def __init__(self, **values: Any) -> None:
+        # The story's name (ResponseRecorderConfig(buffer_size=…)) for max_buffered_records.
+        # Renamed here, before the environment is merged in, so code still wins over it.
+        if "buffer_size" in values:
+            if "max_buffered_records" in values:
+                raise ConfigError(
+                    "invalid setting buffer_size: it is another name for max_buffered_records; "
+                    "give one of them"
+                )
+            values["max_buffered_records"] = values.pop("buffer_size")
+        super().__init__(**values)
+
+    @property
+    def buffer_size(self) -> int:
+        """The story's name for ``max_buffered_records``."""
+        return self.max_buffered_records
+
     @field_validator("providers", mode="before")
     @classmethod
     def _split_providers(cls, value: Any) -> Any:
@@ -220,6 +237,10 @@ class WorkerSettings(_Common):
         return value
 
 
+_STORY_NAMES = {"max_buffered_records": "buffer_size"}
+"""Fields the story's interface names differently, so an error names what the caller wrote."""
+
+
 def load_settings(cls: type[_S], **overrides: Any) -> _S:
     """Build ``cls`` from the environment and ``overrides``; invalid values raise ConfigError.
 
@@ -239,6 +260,8 @@ def _describe(error: ValidationError, given: dict[str, Any]) -> str:
             parts.append(err["msg"].removeprefix("Value error, "))
             continue
         field = str(err["loc"][0])
+        if field not in given and _STORY_NAMES.get(field) in given:
+            field = _STORY_NAMES[field]
         where = field if field in given else f"{_ENV_PREFIX}{field.upper()}"
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
