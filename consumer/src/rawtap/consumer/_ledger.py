@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rawtap.consumer._accounting import Accounting
-from rawtap.consumer._rows import nullable_i64
+from rawtap.consumer._rows import filter_text, nullable_i64
 
 ExecuteMany = Callable[[str, Sequence[Sequence[Any]]], object]
 
@@ -40,7 +40,7 @@ def write_accounting(executemany: ExecuteMany, accounting: Accounting, *, postgr
 
     def run(statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            cleaned = [tuple(_clean(v, postgres) for v in row) for row in rows]
+            cleaned = [tuple(_clean(v) for v in row) for row in rows]
             executemany(statement.replace("?", "%s") if postgres else statement, cleaned)
 
     greatest = "GREATEST" if postgres else "max"
@@ -76,19 +76,20 @@ def write_accounting(executemany: ExecuteMany, accounting: Accounting, *, postgr
     run(_TRIMMED, [(accounting.stream, entry_id) for entry_id in accounting.trimmed])
 
 
-def _clean(value: Any, postgres: bool) -> Any:
-    """A value both databases accept: 64-bit integers, no NUL in PostgreSQL text.
+def _clean(value: Any) -> Any:
+    """A value both databases accept: 64-bit integers, bounded text with no NUL.
 
     Ledger rows describe entries that may be garbage (that is why they are dead
     letters): a value the database refuses must not make the ledger write fail
-    forever and stop the worker.
+    forever and stop the worker. Text is cut like the records' filter copies
+    (an indexed producer id of 3,000 bytes would not fit a PostgreSQL index).
     """
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
         return nullable_i64(value)
-    if isinstance(value, str) and postgres and "\x00" in value:
-        return value.replace("\x00", "\ufffd")
+    if isinstance(value, str):
+        return filter_text(value)
     return value
 
 

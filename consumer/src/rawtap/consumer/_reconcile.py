@@ -20,7 +20,9 @@ _STORED = "SELECT producer_id, count(*), min(seq), max(seq) FROM records GROUP B
 _GAPS = (
     "SELECT producer_id, seq, nxt FROM (SELECT producer_id, seq, "
     "LEAD(seq) OVER (PARTITION BY producer_id ORDER BY seq) AS nxt FROM records) AS g "
-    "WHERE nxt > seq + 1 ORDER BY producer_id, seq"
+    # Never `seq + 1`: a stored seq of 2^63-1 would overflow PostgreSQL's bigint.
+    # (nor `nxt - seq`, for a negative seq written by hand).
+    "WHERE CASE WHEN nxt > seq THEN nxt - 1 > seq ELSE false END ORDER BY producer_id, seq"
 )
 _PROGRESS = "SELECT producer_id, next_seq, final FROM producer_progress"
 _DROPS = "SELECT producer_id, reason, first_seq, last_seq FROM producer_drops"

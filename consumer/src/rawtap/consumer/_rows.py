@@ -2,10 +2,13 @@
 
 Column values are *copies* for filtering; the envelope and the bodies are the
 truth a record is rebuilt from. Copies are made safe for any database: integers
-outside 64 bits become NULL (or are clamped where a value is required), so one
-odd record can never make a whole batch fail forever.
+outside 64 bits become NULL (or are clamped where a value is required), text
+never holds NUL or a lone surrogate, and the text copies that are indexed or
+filtered on are cut to :data:`FILTER_MAX_BYTES` of UTF-8 (PostgreSQL refuses an
+index entry over 2,704 bytes), so one odd record can never make a batch fail.
 """
 
+import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -18,6 +21,15 @@ from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
+
+FILTER_MAX_BYTES = 1024
+"""UTF-8 bytes kept in an indexed or filtered text copy (session_id, model, …).
+
+Far below PostgreSQL's 2,704-byte limit for a B-tree entry whatever else the index
+holds; the envelope keeps the full value, and filters are cut the same way.
+"""
+
+_UNSAFE = re.compile("[\x00\ud800-\udfff]")
 
 RECORD_COLUMNS = (
     "record_id",
@@ -109,18 +121,37 @@ def clamp_i64(value: int) -> int:
     return max(I64_MIN, min(I64_MAX, value))
 
 
+def safe_text(value: str | None) -> str | None:
+    """``value`` with NUL and lone surrogates replaced by U+FFFD (any database takes it)."""
+    if value is None or not _UNSAFE.search(value):
+        return value
+    return _UNSAFE.sub("\ufffd", value)
+
+
+def filter_text(value: str | None) -> str | None:
+    """The copy of ``value`` an indexed or filtered column holds: safe, at most
+    :data:`FILTER_MAX_BYTES` of UTF-8, cut at a character boundary."""
+    value = safe_text(value)
+    if value is None or len(value) * 4 <= FILTER_MAX_BYTES:
+        return value
+    encoded = value.encode("utf-8")
+    if len(encoded) <= FILTER_MAX_BYTES:
+        return value
+    return encoded[:FILTER_MAX_BYTES].decode("utf-8", "ignore")
+
+
 def record_values(record: Record, persisted_at_ns: int) -> list[Any]:
     """Values for :data:`RECORD_COLUMNS` (``stream`` as a bool)."""
     return [
-        record.record_id,
+        safe_text(record.record_id),
         record.schema_version,
-        record.producer_id,
+        filter_text(record.producer_id),
         clamp_i64(record.seq),
-        record.session_id,
-        record.service,
-        record.provider,
-        record.method,
-        record.url,
+        filter_text(record.session_id),
+        filter_text(record.service),
+        filter_text(record.provider),
+        filter_text(record.method),
+        safe_text(record.url),
         nullable_i64(record.status),
         record.end_state.value,
         record.stream,
@@ -140,23 +171,23 @@ def derived_values(derived: Derived | None) -> list[Any]:
     if derived is None:
         return [None] * len(DERIVED_COLUMNS)
     return [
-        derived.parser,
+        filter_text(derived.parser),
         derived.parser_version or 0,
-        derived.model,
-        derived.response_id,
-        derived.request_id,
+        filter_text(derived.model),
+        filter_text(derived.response_id),
+        filter_text(derived.request_id),
         nullable_i64(derived.input_tokens),
         nullable_i64(derived.output_tokens),
         nullable_i64(derived.cached_tokens),
         nullable_i64(derived.reasoning_tokens),
-        derived.finish_reason,
+        filter_text(derived.finish_reason),
         nullable_i64(derived.ttft_ns),
-        derived.text,
+        safe_text(derived.text),
         orjson.dumps([c.model_dump() for c in derived.tool_calls]).decode()
         if derived.tool_calls
         else None,
-        derived.provider_error,
-        derived.parse_error,
+        safe_text(derived.provider_error),
+        safe_text(derived.parse_error),
     ]
 
 
@@ -238,7 +269,8 @@ def where_clause(
     ):
         if value is not None:
             parts.append(f"{column} = {placeholder}")
-            params.append(value)
+            # Cut like the stored copy, so a long value still finds its records.
+            params.append(filter_text(value) if isinstance(value, str) else value)
     if query.since_ns is not None:
         parts.append(f"{time_column} >= {placeholder}")
         params.append(time_value(query.since_ns))

@@ -568,12 +568,15 @@ class StreamWriter:
             return
         if accepted == 0 and not self._recorder._foreign_drops:
             return
+        # Drops first: every seq dropped by then is below the next_seq read after it,
+        # as workers require (a report with a range beyond next_seq is refused).
+        dropped = self._recorder._drop_ranges()
         entries = [
             encode_report(
                 ProducerReport(
                     producer_id=self._recorder.producer_id,
                     next_seq=self._buffer.next_seq,
-                    dropped=self._recorder._drop_ranges(),
+                    dropped=dropped,
                     at_ns=time.time_ns(),
                     final=final,
                 )

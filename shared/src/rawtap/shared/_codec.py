@@ -21,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from rawtap.shared._errors import CodecError
+from rawtap.shared._limits import record_problem
 from rawtap.shared._record import SCHEMA_VERSION, Record
 
 ENTRY_VERSION = b"v"
@@ -62,8 +63,9 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Record:
     """The Record carried by a stream entry.
 
     Raises :class:`CodecError` saying what is wrong: a missing field, a schema
-    version this release does not know, a broken envelope, or fields that do
-    not validate.
+    version this release does not know (in ``v`` or in the envelope), a broken
+    envelope, fields that do not validate, or values out of range
+    (:func:`rawtap.shared._limits.record_problem`).
     """
     missing = [
         f.decode()
@@ -95,6 +97,9 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Record:
     rid = fields.get(ENTRY_RECORD_ID)
     if rid is not None and rid != record.record_id.encode():
         raise CodecError(f"entry id {rid[:60]!r} differs from the envelope's record_id")
+    problem = record_problem(record)
+    if problem is not None:
+        raise CodecError(f"invalid record: {problem}")
     return record
 
 

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rawtap.shared._errors import CodecError
+from rawtap.shared._limits import report_problem
 
 ENTRY_KIND = b"kind"
 KIND_REPORT = b"report"
@@ -55,11 +56,19 @@ def is_report(fields: dict[bytes, bytes]) -> bool:
 
 
 def decode_report(fields: dict[bytes, bytes]) -> ProducerReport:
-    """The report in a stream entry; CodecError if it is malformed."""
+    """The report in a stream entry; CodecError if it is malformed or inconsistent.
+
+    Inconsistent: a value out of range or a dropped range that is reversed, out of
+    order or beyond ``next_seq`` (see :func:`rawtap.shared._limits.report_problem`).
+    """
     try:
-        return ProducerReport.model_validate_json(fields.get(b"env", b""))
+        report = ProducerReport.model_validate_json(fields.get(b"env", b""))
     except ValidationError as e:
         raise CodecError(f"invalid producer report: {e.errors()[0]['msg']}") from e
+    problem = report_problem(report)
+    if problem is not None:
+        raise CodecError(f"invalid producer report: {problem}")
+    return report
 
 
 def add_to_ranges(ranges: list[SeqRange], first: int, last: int) -> None:
