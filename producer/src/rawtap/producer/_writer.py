@@ -554,6 +554,10 @@ class StreamWriter:
             self._maybe_probe(time.monotonic())
 
     def _stop_replay(self, *, delete: bool) -> None:
+        if self._replaying is not None:
+            close = getattr(self._replaying[1], "close", None)
+            if close is not None:
+                close()  # the segment's file, now rather than at garbage collection
         if self._replaying is not None and self._journal is not None:
             self._journal.finished(self._replaying[0], delete=delete)
         self._replaying = None
