@@ -512,14 +512,23 @@ def test_p22_full_journal_directory(chaos: Chaos, tmp_path: Path) -> None:
     try:
         recorder = chaos.recorder(spill_dir=str(mount), spill_max_mb=64, socket_timeout_s=0.3)
         chaos.redis.kill()
-        produce(recorder, 3000, size=500)
-        wait_until(lambda: recorder.stats().dropped.get("spill_failed", 0) > 0, 20, "ENOSPC")
+        # Decided by events: small batches until one is on disk, then until the disk is full
+        # (one big batch under load could fail at once and leave nothing to replay).
+        deadline = time.monotonic() + 60
+        while recorder.stats().spilled == 0 or not recorder.stats().dropped.get("spill_failed"):
+            assert time.monotonic() < deadline, recorder.stats()
+            produce(recorder, 10 if recorder.stats().spilled == 0 else 200, size=500)
+            recorder.flush(10)
+        spilled = recorder.stats().spilled
+        failed = recorder.stats().dropped["spill_failed"]
         chaos.redis.start()
         chaos.start_worker("w1")
         chaos.drain()
         outcome = chaos.reconcile()
-        assert outcome.stored > 0
-        assert outcome.lost_by_reason["spill_failed"] > 0
+        assert outcome.accepted == recorder.stats().accepted
+        assert outcome.stored == spilled  # what reached the disk was replayed, all of it
+        assert outcome.lost_by_reason["spill_failed"] == failed
+        assert outcome.stored + outcome.lost == outcome.accepted
         assert "missing" not in outcome.lost_by_reason  # every loss has its reason
         _report("p22 disk full (tmpfs 256k)", chaos)
     finally:
