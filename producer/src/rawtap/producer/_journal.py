@@ -80,24 +80,32 @@ def _decode_payload(payload: bytes) -> Entry:
 
 
 def read_frames(path: Path) -> Iterator[tuple[int, Entry]]:
-    """``(seq, entry)`` for every intact frame of a segment, stopping at the first bad one."""
+    """``(seq, entry)`` for every intact frame of a segment, stopping at the first bad one.
+
+    Streams: one frame is in memory at a time (a segment may be 64 MiB), so a
+    replay holds one send batch, never the whole file.
+    """
     with path.open("rb") as f:
-        data = f.read()
-    pos = 0
-    while pos + _FRAME.size <= len(data):
-        length, crc, seq = _FRAME.unpack_from(data, pos)
-        start = pos + _FRAME.size
-        payload = data[start : start + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
-            logger.warning("rawtap: %s is torn at byte %d; the rest is ignored", path.name, pos)
-            return
-        try:
-            entry = _decode_payload(payload)
-        except (struct.error, ValueError):
-            logger.warning("rawtap: %s has a corrupt frame at byte %d", path.name, pos)
-            return
-        yield seq, entry
-        pos = start + length
+        size = os.fstat(f.fileno()).st_size
+        pos = 0
+        while True:
+            header = f.read(_FRAME.size)
+            if len(header) < _FRAME.size:
+                return  # end of the segment (or a torn header: nothing after it to trust)
+            length, crc, seq = _FRAME.unpack(header)
+            # A corrupt length must not make us allocate it: past the file's end is torn.
+            payload = f.read(length) if pos + _FRAME.size + length <= size else b""
+            if len(payload) < length or zlib.crc32(payload) != crc:
+                logger.warning("rawtap: %s is torn at byte %d; the rest is ignored", path.name, pos)
+                return
+            try:
+                entry = _decode_payload(payload)
+            except (struct.error, ValueError):
+                logger.warning("rawtap: %s has a corrupt frame at byte %d", path.name, pos)
+                return
+            del payload  # the entry holds its own copies of the values
+            yield seq, entry
+            pos += _FRAME.size + length
 
 
 @dataclass(frozen=True, slots=True)

@@ -449,15 +449,20 @@ class StreamWriter:
             except JournalFull:
                 if self._settings.overflow == "drop_oldest" and self._drop_oldest_segment():
                     continue
-                # Keep the oldest of the batch that still fit; the newest are dropped.
+                # Keep what still fits: the oldest of the batch (drop_newest), or, with
+                # drop_oldest and nothing left to delete, the newest of it.
+                newest = self._settings.overflow == "drop_oldest"
+                order = frames[::-1] if newest else frames
                 room, fit = self._journal.room(), 0
-                while fit < len(frames) and room >= len(frames[fit]):
-                    room -= len(frames[fit])
+                while fit < len(order) and room >= len(order[fit]):
+                    room -= len(order[fit])
                     fit += 1
-                if fit:
-                    self._spill(records[:fit])
+                kept = records[len(records) - fit :] if newest else records[:fit]
+                lost = records[: len(records) - fit] if newest else records[fit:]
+                if kept:
+                    self._spill(kept)
                 self._recorder._drop_seqs(
-                    "journal_full", [r.seq for r in records[fit:]], "spill journal full"
+                    "journal_full", [r.seq for r in lost], "spill journal full"
                 )
                 return
             except OSError as e:
@@ -554,6 +559,10 @@ class StreamWriter:
             self._maybe_probe(time.monotonic())
 
     def _stop_replay(self, *, delete: bool) -> None:
+        if self._replaying is not None:
+            close = getattr(self._replaying[1], "close", None)
+            if close is not None:
+                close()  # the segment's file, now rather than at garbage collection
         if self._replaying is not None and self._journal is not None:
             self._journal.finished(self._replaying[0], delete=delete)
         self._replaying = None

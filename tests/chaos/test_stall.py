@@ -1,0 +1,73 @@
+"""A stalled Redis must not lose what a closed port does not (issue #11).
+
+Each scenario runs the producer in a process of its own
+(:mod:`tests.support.stall_probe`) so its RSS is measured alone.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rawtap.producer._journal import SpillJournal, encode_frame
+from rawtap.producer._writer import journal_dir
+from rawtap.shared import ProducerSettings
+from tests.support.chaos import ROOT, Chaos
+
+pytestmark = pytest.mark.chaos
+
+SLACK_MB = 30
+"""What docs/reliability.md allows beside ``max_memory_mb``: interpreter and allocator slack."""
+
+
+def run_probe(spec: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
+    """Run the probe process; its figures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.stall_probe", json.dumps(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_replay_streams_a_segment_within_the_memory_bound(chaos: Chaos, tmp_path: Path) -> None:
+    spill = tmp_path / "spill"
+    settings = ProducerSettings(
+        redis_url=chaos.redis.url, stream_prefix=chaos.prefix, spill_dir=str(spill)
+    )
+    directory = journal_dir(settings)
+    assert directory is not None
+    # One full 64 MiB segment, as a 1 GiB journal writes them, left by an earlier run.
+    journal = SpillJournal(directory, "e" * 16, 1024 * 1024 * 1024, fsync=False)
+    body = b"r" * 10_000
+    frames = [encode_frame(i, {b"v": b"1", b"env": body}) for i in range(6000)]
+    for k in range(0, len(frames), 500):
+        journal.append(frames[k : k + 500])
+    journal.close()
+    on_disk = sum(p.stat().st_size for p in directory.iterdir())
+    assert on_disk > 55 * 2**20
+    spec = {
+        "redis_url": chaos.redis.url,
+        "prefix": chaos.prefix,
+        "spill_dir": str(spill),
+        "max_memory_mb": 16,
+        "count": 0,
+        "replay_only": True,
+    }
+    out = run_probe(spec)
+    with chaos.client() as client:
+        assert client.xlen(chaos.stream) >= 6000  # the whole segment went to Redis
+    assert out["journal_bytes"] == 0
+    grew = out["peak_mb"] - out["base_mb"]
+    print(f"\n[replay] {on_disk / 2**20:.0f} MiB segment replayed, RSS +{grew:.1f} MB")
+    assert grew <= 16 + SLACK_MB, f"RSS grew {grew:.1f} MB replaying, bound 16 + {SLACK_MB}"
