@@ -18,6 +18,7 @@ from rawtap.producer._journal import SpillJournal, encode_frame
 from rawtap.producer._writer import journal_dir
 from rawtap.shared import ProducerSettings
 from tests.support.chaos import ROOT, Chaos
+from tests.support.services import RedisServer, free_port
 
 pytestmark = pytest.mark.chaos
 
@@ -71,3 +72,41 @@ def test_replay_streams_a_segment_within_the_memory_bound(chaos: Chaos, tmp_path
     grew = out["peak_mb"] - out["base_mb"]
     print(f"\n[replay] {on_disk / 2**20:.0f} MiB segment replayed, RSS +{grew:.1f} MB")
     assert grew <= 16 + SLACK_MB, f"RSS grew {grew:.1f} MB replaying, bound 16 + {SLACK_MB}"
+
+
+@pytest.mark.parametrize("stalled", [True, False], ids=["stalled", "closed-port"])
+def test_close_accounts_for_every_accepted_record(chaos: Chaos, stalled: bool) -> None:
+    """No journal, Redis unusable: at close, accepted = sent + spilled + dropped, exactly.
+
+    Stalled (SIGSTOP: the writer is stuck in a socket read when close() gives up)
+    the records it held and those still buffered used to be counted nowhere.
+    """
+    spec: dict[str, Any] = {
+        "redis_url": chaos.redis.url if stalled else f"redis://127.0.0.1:{free_port()}/0",
+        "prefix": chaos.prefix,
+        "spill_dir": "",
+        "max_memory_mb": 16,
+        "count": 2000,
+        "size": 10_000,
+        "rate": 2000,
+        "socket_timeout_s": 2.0,
+        "close_timeout_s": 0.5,
+    }
+    if stalled:
+        assert isinstance(chaos.redis, RedisServer) and chaos.redis.proc is not None
+        spec["stop_pid"] = chaos.redis.proc.pid
+    out = run_probe(spec)
+    dropped: dict[str, int] = out["dropped"]
+    accounted = (
+        out["sent"]
+        + out["spilled"]
+        + sum(n for reason, n in dropped.items() if reason not in ("buffer_full",))
+    )
+    print(
+        f"\n[close {'stalled' if stalled else 'closed port'}] {out['accepted']} accepted, "
+        f"dropped {dropped}, close() {out['close_s']:.2f} s"
+    )
+    assert out["close_ok"] is False
+    assert out["buffered_records"] == 0
+    assert dropped.get("unsent_at_close", 0) > 0
+    assert out["accepted"] == accounted

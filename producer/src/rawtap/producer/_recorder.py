@@ -110,6 +110,9 @@ class Recorder:
         self._counters: dict[str, int] = {}
         self._skipped = 0
         self._sent_count = 0
+        # Set when close() gave up on a writer stuck in Redis: the counters are final,
+        # so what the stuck thread does afterwards is not counted a second time.
+        self._final = False
         self._subscribers: list[Callback] = []
         self._has_subscribers = False
         self._atexit_registered = False
@@ -393,10 +396,28 @@ class Recorder:
     def _drop_seqs(self, reason: str, seqs: list[int], error: str | None = None) -> None:
         """Accepted records that will never be sent: count them, by seq range, for the report."""
         with self._counters_lock:
+            if self._final:
+                return
             ranges = self._drops.setdefault(reason, [])
             for seq in seqs:
                 add_to_ranges(ranges, seq, seq)
         self._emit(Failed(reason, len(seqs), error))
+
+    def _close_unsent(self, seqs: list[int]) -> None:
+        """close() gave up on the writer: count ``seqs`` as ``unsent_at_close`` and freeze.
+
+        After this the counters are final (``accepted = sent + spilled + dropped``):
+        whatever the stuck writer thread does later is not counted again.
+        """
+        with self._counters_lock:
+            if self._final:
+                return
+            ranges = self._drops.setdefault("unsent_at_close", [])
+            for seq in seqs:
+                add_to_ranges(ranges, seq, seq)
+            self._final = True
+        if seqs:
+            self._emit(Failed("unsent_at_close", len(seqs), "writer blocked on Redis at close"))
 
     def _drop_ranges(self) -> dict[str, list[SeqRange]]:
         with self._counters_lock:
@@ -414,10 +435,12 @@ class Recorder:
 
     # Only the writer thread calls these.
     def _sent(self, n: int) -> None:
-        self._sent_count += n
+        if not self._final:
+            self._sent_count += n
 
     def _spilled(self, n: int) -> None:
-        self._spilled_count += n
+        if not self._final:
+            self._spilled_count += n
 
     def _replayed(self, n: int) -> None:
         self._replayed_count += n
@@ -450,6 +473,7 @@ class Recorder:
         self._sent_count = 0
         self._spilled_count = 0
         self._replayed_count = 0
+        self._final = False
         self._atexit_registered = False
         if self._journal is not None:
             self._journal.forget_after_fork(self.producer_id, *inherited)

@@ -123,6 +123,8 @@ class StreamWriter:
         self._deadline = float("inf")
         self._warned = False
         self._unsent = 0
+        # Seqs of the batch being serialized and delivered, not yet counted anywhere.
+        self._inflight: list[int] = []
         # Outage: Redis failed; batches spill until a probe succeeds.
         self._outage = False
         self._probe_at = 0.0
@@ -154,7 +156,17 @@ class StreamWriter:
         self._stop.set()
         self.wake.set()
         self._thread.join(timeout + 1.0)
-        return not self._thread.is_alive() and self._unsent == 0
+        if self._thread.is_alive():
+            # Stuck in a Redis call (a stalled server answers nothing for up to
+            # socket_timeout_s per try): what it holds and what is still buffered will
+            # not be sent by this deadline. Count it now, so the counters add up at exit.
+            rest = self._buffer.take(len(self._buffer))
+            self._buffer.release(sum(item[1] for item in rest))
+            seqs = sorted({*self._inflight, *(item[0] for item in rest)})
+            self._unsent += len(seqs)
+            self._recorder._close_unsent(seqs)
+            return False
+        return self._unsent == 0
 
     def journal_fds(self) -> tuple[int, ...]:
         """Journal descriptors this writer holds (a segment being replayed), for a forked child."""
@@ -195,7 +207,9 @@ class StreamWriter:
                     self._report()  # under sustained load too, not only when idle
                 batch = self._buffer.take(self._settings.send_batch_size)
                 if batch:
+                    self._inflight = [item[0] for item in batch]
                     self._handle(batch)
+                    self._inflight = []
                     self._check_memory()
                     continue
                 if self._stop.is_set():
@@ -242,6 +256,7 @@ class StreamWriter:
                 records.append(rec)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the others
                 self._recorder._drop_seqs("serialize_error", [item[0]], repr(e))
+        self._inflight = [rec.seq for rec in records]
         for rec in records:
             if rec.fallback:
                 self._recorder._count("serialize_fallbacks")
