@@ -56,6 +56,7 @@ from rawtap.producer._journal import (
     read_frames,
 )
 from rawtap.producer._log import LogOnce
+from rawtap.producer._redis_call import RedisCaller
 from rawtap.producer._serialize import SerializedRecord, serialize
 from rawtap.shared import (
     ProducerReport,
@@ -77,6 +78,8 @@ _BACKOFF_FIRST_S = 0.05
 _BACKOFF_MAX_S = 2.0
 _IDLE_WAIT_S = 1.0
 _REPLAY_WAIT_S = 0.05
+# How long an unanswered Redis call may hold the writer while the buffer fills.
+_STALL_S = 0.25
 
 
 def connect(settings: ProducerSettings) -> RedisClient:
@@ -121,6 +124,7 @@ class StreamWriter:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._deadline = float("inf")
+        self._io = RedisCaller(self._stop_waiting)
         self._warned = False
         self._unsent = 0
         # Seqs of the batch being serialized and delivered, not yet counted anywhere.
@@ -187,6 +191,20 @@ class StreamWriter:
         """True when batches of every shard go straight to Redis."""
         return not self._outage and all(self._shard_ok(k) for k in range(len(self.streams)))
 
+    def _stop_waiting(self, waited_s: float) -> bool:
+        """Give up on a Redis call that has not answered for ``waited_s`` (see :mod:`._redis_call`)?
+
+        Always once close()'s deadline has passed. With a journal, once the call
+        has waited ``_STALL_S`` (a healthy Redis answers a batch far sooner) and the
+        buffer is half full: spilling then keeps up with a stalled server.
+        """
+        if self._stop.is_set() and time.monotonic() >= self._deadline:
+            return True
+        if self._journal is None or waited_s < _STALL_S:
+            return False
+        buffer = self._buffer
+        return buffer.nbytes * 2 >= buffer.max_bytes or len(buffer) * 2 >= buffer.max_items
+
     def _shard_ok(self, shard: int) -> bool:
         return not self._outage and shard not in self._backpressured and self._budget[shard] > 0
 
@@ -236,6 +254,7 @@ class StreamWriter:
             self._stop_replay(delete=False)
             if self._journal is not None:
                 self._journal.close()
+            self._io.close()
             if self._client is not None:
                 self._client.close()
 
@@ -299,7 +318,7 @@ class StreamWriter:
         for stream, entry in entries:
             pipe.xadd(stream, entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
         started = time.perf_counter()
-        pipe.execute()
+        self._io.run(pipe.execute)
         self._recorder._record_latency(time.perf_counter() - started)
 
     def _sent(self, records: list[SerializedRecord]) -> None:
@@ -350,7 +369,7 @@ class StreamWriter:
         pipe = self._client.pipeline(transaction=False)
         for stream in self.streams:
             pipe.xlen(stream)
-        pipe.execute()
+        self._io.run(pipe.execute)
 
     def _maybe_check_backlog(self, now: float) -> None:
         if (
