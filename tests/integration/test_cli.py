@@ -77,17 +77,20 @@ def test_stats_shows_stream_group_and_sink(redis_url: str, stream_prefix: str, t
     client.xgroup_create(f"{stream_prefix}:{{0}}", "rawtap", id="0")
     client.xreadgroup("rawtap", "someone", {f"{stream_prefix}:{{0}}": ">"}, count=3)
     client.close()
+    # stats opens the store read-only: it must exist (no read command creates one)
+    assert _run("migrate", "--sink", f"sqlite:///{tmp_path}/s.db").returncode == 0
     after = _run("stats", "--sink", f"sqlite:///{tmp_path}/s.db", env=env)
     assert after.returncode == 0, after.stderr
     assert "group rawtap: consumers 1, pending 3, lag 5" in after.stdout
     assert f"sink sqlite:///{tmp_path}/s.db: 0 records" in after.stdout
 
 
-def test_unreachable_redis_is_one_clear_line_and_exit_1(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_redis_is_one_clear_line_and_exit_3(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # (a worker waits for Redis instead: tests/integration/test_cli_edges.py)
     url = f"redis://127.0.0.1:{free_port()}/0"
-    for args in (["worker", "--sink", f"sqlite:///{tmp_path}/x.db"], ["stats"]):
+    for args in (["stats"],):
         result = _run(*args, "--redis-url", url)
-        assert result.returncode == 1
+        assert result.returncode == 3
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith(f"rawtap: error: cannot reach Redis at {url}")

@@ -218,7 +218,11 @@ def test_migrate_creates_a_store(store_url: str, capsysbinary) -> None:  # type:
         (["list", "--since", "yesterday", "--sink", "sqlite:///{db}"], 2, "bad time 'yesterday'"),
         (["purge", "--older-than", "soon", "--sink", "sqlite:///{db}"], 2, "bad duration 'soon'"),
         (["export", "-f", "parquet", "--sink", "sqlite:///{db}"], 2, "Parquet needs a file"),
-        (["list", "--end-state", "done", "--sink", "sqlite:///{db}"], 2, "--end-state 'done'"),
+        (
+            ["list", "--end-state", "done", "--sink", "sqlite:///{db}"],
+            2,
+            "'--end-state': 'done' is not one of complete",
+        ),
         (["list", "--sink", "mysql://x"], 2, "must start with sqlite:// or postgresql://"),
         (["list", "--sink", "postgresql://nobody@127.0.0.1:1/x"], 1, "cannot connect"),
     ],

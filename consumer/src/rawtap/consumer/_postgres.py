@@ -200,7 +200,9 @@ class PostgresSink:
     ``PostgresSink(conninfo, schema="rawtap", partition="day")`` or
     ``PostgresSink.from_url("postgresql://…?schema=rawtap&partition=day")``.
     ``partition`` matters only when the store is created; later opens use the
-    layout the store has. ``migrate=False`` refuses to create or upgrade the schema.
+    layout the store has. ``migrate=False`` refuses to create or upgrade the schema;
+    ``read_only=True`` (implies it) also makes every transaction read-only
+    (``default_transaction_read_only``): the read commands open stores so.
     A lost connection raises :class:`SinkError` once and is reopened on the next call.
     """
 
@@ -212,8 +214,10 @@ class PostgresSink:
         partition: Partitioning | None = None,
         insert: InsertMethod = "copy",
         migrate: bool = True,
+        read_only: bool = False,
         connect_timeout_s: float = 10.0,
     ) -> None:
+        migrate = migrate and not read_only
         if partition not in (None, "none", "day"):
             raise ConfigError(f"partition={partition!r}: use none or day")
         if insert not in ("copy", "executemany"):
@@ -226,6 +230,7 @@ class PostgresSink:
         self._requested_partition = partition
         self.partition: Partitioning = "none"
         self._connect_timeout = connect_timeout_s
+        self._read_only = read_only
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._stage_ready = False
@@ -244,7 +249,7 @@ class PostgresSink:
                 raise
 
     @classmethod
-    def from_url(cls, url: str, *, migrate: bool = True) -> "PostgresSink":
+    def from_url(cls, url: str, *, migrate: bool = True, read_only: bool = False) -> "PostgresSink":
         """Open the store a ``postgresql://…`` URL names (see the module docstring)."""
         conninfo, own = split_url(url)
         partition = own.get("partition")
@@ -259,6 +264,7 @@ class PostgresSink:
             partition=partition,  # type: ignore[arg-type]
             insert=insert,  # type: ignore[arg-type]
             migrate=migrate,
+            read_only=read_only,
         )
 
     # -- connection -------------------------------------------------------------------
@@ -291,6 +297,8 @@ class PostgresSink:
                         )
                     )
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            if self._read_only:
+                conn.execute("SET default_transaction_read_only = on")
         except psycopg.Error as e:
             conn.close()
             raise SinkError(f"cannot use schema of {self._label}: {_one_line(e)}") from e

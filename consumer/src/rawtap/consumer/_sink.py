@@ -186,22 +186,24 @@ class Store(Sink, Protocol):
         ...
 
 
-def open_sink(url: str, *, migrate: bool = True) -> Store:
+def open_sink(url: str, *, migrate: bool = True, read_only: bool = False) -> Store:
     """Open the store a URL names.
 
     ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, or
     ``postgresql://user@host/db?schema=rawtap&partition=day``. With
     ``migrate=False`` the schema is not created or upgraded: a store that is
     missing or out of date raises :class:`SinkError` saying to run ``rawtap migrate``.
+    ``read_only=True`` implies that and opens the store read-only as well
+    (SQLite ``mode=ro``, PostgreSQL read-only transactions): what the read commands use.
     """
     if url.startswith("sqlite://"):
         from rawtap.consumer._sqlite import SqliteSink
 
-        return SqliteSink.from_url(url, migrate=migrate)
+        return SqliteSink.from_url(url, migrate=migrate, read_only=read_only)
     if url.startswith(("postgresql://", "postgres://")):
         from rawtap.consumer._postgres import PostgresSink
 
-        return PostgresSink.from_url(url, migrate=migrate)
+        return PostgresSink.from_url(url, migrate=migrate, read_only=read_only)
     raise ConfigError(
         f"unknown sink URL {display_url(url)!r}; expected sqlite:///path.db or postgresql://host/db"
     )

@@ -73,20 +73,34 @@ class SqliteSink:
     """Records in one SQLite file; safe to share between threads and worker processes.
 
     ``migrate=False`` opens an existing store without creating or upgrading it
-    (the read commands do this, so a mistyped path is an error, not a new file).
+    (a mistyped path is an error, not a new file). ``read_only=True`` (implies
+    ``migrate=False``) also opens the file read-only (``mode=ro``), so nothing —
+    not even the journal mode — is written: the read commands open stores so.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, migrate: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, migrate: bool = True, read_only: bool = False
+    ) -> None:
         self.path = str(path)
+        migrate = migrate and not read_only
         if not migrate and self.path != ":memory:" and not Path(self.path).is_file():
-            raise SinkError(f"no SQLite store at {self.path!r}")
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            raise SinkError(
+                f"no SQLite store at {self.path!r}; check --sink, or create it with "
+                f"`rawtap migrate --sink sqlite:///{self.path}`"
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            if read_only and self.path != ":memory:":
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0
+                )
+            else:
+                if self.path != ":memory:":
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                )
+                self._conn.execute("PRAGMA journal_mode=WAL")
             synchronous = os.environ.get("RAWTAP_SQLITE_SYNCHRONOUS", "NORMAL").upper()
             if synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
                 raise SinkError(f"RAWTAP_SQLITE_SYNCHRONOUS={synchronous!r}: use NORMAL or FULL")
@@ -98,9 +112,9 @@ class SqliteSink:
         self._closed = False
 
     @classmethod
-    def from_url(cls, url: str, *, migrate: bool = True) -> "SqliteSink":
+    def from_url(cls, url: str, *, migrate: bool = True, read_only: bool = False) -> "SqliteSink":
         """Open the database a ``sqlite:///…`` URL names."""
-        return cls(path_from_url(url), migrate=migrate)
+        return cls(path_from_url(url), migrate=migrate, read_only=read_only)
 
     @property
     def schema_version(self) -> int:

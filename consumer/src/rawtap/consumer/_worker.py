@@ -182,10 +182,9 @@ class Worker:
             if self._sink is None:
                 self._sink = open_sink(self.settings.sink_url)
             if self._client is None:
-                self._client = connect(
-                    self.settings, name=f"rawtap-worker:{self.settings.consumer}"
-                )
-            self._loop(self._client, self._sink)
+                self._client = self._wait_for_redis()
+            if self._client is not None:
+                self._loop(self._client, self._sink)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -199,6 +198,44 @@ class Worker:
                 self.stats.summary(),
             )
         return self.stats
+
+    def _wait_for_redis(self) -> "RedisClient | None":
+        """Connect, waiting with backoff while Redis does not answer; None if stopped meanwhile.
+
+        Logs once when Redis is found down and once when it answers. Refused
+        credentials or permissions are not waited for: they raise at once.
+        """
+        delay = _BACKOFF_FIRST_S
+        down_since: float | None = None
+        while not self._stopping.is_set():
+            client = None
+            try:
+                client = connect(self.settings, name=f"rawtap-worker:{self.settings.consumer}")
+                client.ping()
+            except (redis.AuthenticationError, redis.ResponseError):
+                if client is not None:
+                    client.close()
+                raise
+            except redis.RedisError as e:
+                if client is not None:
+                    client.close()
+                if down_since is None:
+                    down_since = time.monotonic()
+                    logger.warning(
+                        "%s; waiting for it (retrying with backoff up to %.0fs)",
+                        describe(e, self.settings.redis_url),
+                        _BACKOFF_MAX_S,
+                    )
+                self._stopping.wait(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            if down_since is not None:
+                logger.warning(
+                    "Redis answers again after %.1fs; starting",
+                    time.monotonic() - down_since,
+                )
+            return client
+        return None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         logger.info(
