@@ -161,3 +161,65 @@ def test_json_logs_are_one_object_per_line_with_secrets_masked(tmp_path: Path) -
         doc = json.loads(ln)
         assert {"time", "level", "logger", "message"} <= doc.keys()
         assert "pw123" not in ln
+
+
+def test_stored_control_characters_reach_the_terminal_escaped(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    from rawtap.consumer import derive, open_sink
+    from tests.support.records import make_record
+
+    url = f"sqlite:///{tmp_path / 'odd.db'}"
+    hostile = "sess\x1b[2J\x1b]0;owned\x07\u202etxt\r\x7f"
+    record = make_record(
+        "openai",
+        b'{"id":"x","object":"chat.completion","model":"gpt\\u001b[31m","choices":[]}',
+        url="https://api.openai.com/v1/chat/completions",
+        session_id=hostile,
+        service="svc\x1b[1m",
+    )
+    with open_sink(url) as store:
+        store.write([record], time.time_ns(), [derive(record)])
+    for args in (("list",), ("show", record.record_id), ("list", "--session", hostile)):
+        result = run_cli(capsysbinary, *args, "--sink", url)
+        assert result.code == 0, (args, result.err)
+        for byte in (b"\x1b", b"\x07", b"\r", b"\x7f", "\u202e".encode()):
+            assert byte not in result.out, (args, byte, result.out)
+        assert b"sess" in result.out, args  # the value is shown, escaped, not dropped
+
+
+def test_demo_replaces_only_its_own_store(
+    tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "demo.db"
+    rows = []
+    for _ in range(2):
+        result = subprocess.run(
+            [*rawtap_command(), "demo", "--count", "8", "--sink", f"sqlite:///{db}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        reported = re.search(r"byte-exact against what the provider wrote: (\d+)/", result.stdout)
+        assert reported is not None, result.stdout
+        with sqlite3.connect(db) as conn:
+            rows.append(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        assert rows[-1] == int(reported.group(1))  # the store holds this run, as reported
+    assert rows[0] == rows[1]
+    other = tmp_path / "mine.db"
+    other.write_bytes(b"not a demo store")
+    result = subprocess.run(
+        [*rawtap_command(), "demo", "--count", "8", "--sink", f"sqlite:///{other}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "not a demo store" in result.stderr
+    assert other.read_bytes() == b"not a demo store"

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -219,6 +220,7 @@ def run_demo(
             consumer="demo-worker",
             block_ms=100,
         )
+        replace_demo_file(sink_url)
         sink = stack.enter_context(open_sink(sink_url))
         if not isinstance(sink, Store):
             raise DemoFailed(f"{sink_url} cannot be read back")
@@ -307,6 +309,34 @@ def _fill(
     if delays:
         report.delay_ms_p50 = delays[len(delays) // 2]
         report.delay_ms_p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+
+
+def replace_demo_file(sink_url: str) -> None:
+    """Delete an earlier demo's SQLite file, so each run's store holds that run alone.
+
+    Only a file every record of which the demo wrote (service ``rawtap-demo``);
+    any other file is left alone and the demo stops with one line. Other stores
+    are never emptied: the report counts this run's producer only.
+    """
+    if not sink_url.startswith("sqlite:///"):
+        return
+    path = path_from_url(sink_url)
+    if not os.path.exists(path):
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            foreign = db.execute(
+                "SELECT count(*) FROM records WHERE service IS NOT 'rawtap-demo'"
+            ).fetchone()[0]
+    except sqlite3.Error as e:
+        raise DemoFailed(f"{path} is not a demo store ({e}); pass another --sink") from None
+    if foreign:
+        raise DemoFailed(
+            f"{path} holds {foreign} records the demo did not write; pass another --sink"
+        )
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + suffix)
 
 
 def _key_in_sqlite(sink_url: str) -> bool:
