@@ -223,3 +223,12 @@ def test_demo_replaces_only_its_own_store(
     assert result.stderr.count("\n") == 1, result.stderr
     assert "not a demo store" in result.stderr
     assert other.read_bytes() == b"not a demo store"
+
+
+def test_stats_exit_codes_are_the_documented_table() -> None:
+    from rawtap.consumer._stats_report import STATUS, StatsExit
+    from tests.support.chaos import ROOT
+
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    rows = dict(re.findall(r"^\| (\d) \| `(\w+)` \|", doc, flags=re.MULTILINE))
+    assert rows == {str(int(code)): STATUS[code] for code in StatsExit}
