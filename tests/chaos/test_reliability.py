@@ -173,13 +173,7 @@ def test_p06_trimming_is_never_silent(chaos: Chaos, backpressure: bool) -> None:
         assert recorder.stats().backpressured
     else:
         recorder.flush()
-        early = subprocess.run(
-            rawtap_command("stats"),
-            env=chaos.env("cli"),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        early = chaos.stats(store=False)  # no worker yet: no store either
         assert "entries were trimmed by MAXLEN before a group read them" in early
     chaos.start_worker("w1")
     chaos.drain()
@@ -190,14 +184,8 @@ def test_p06_trimming_is_never_silent(chaos: Chaos, backpressure: bool) -> None:
     else:
         assert outcome.lost > 0
         assert outcome.lost == outcome.lost_by_reason["missing"] == 3 * cap - outcome.stored
-        stats = subprocess.run(
-            rawtap_command("stats", "--sink", f"sqlite:///{chaos.db}"),
-            env=chaos.env("cli"),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert f"lost {outcome.lost} (missing {outcome.lost})" in stats.stdout
+        stats = chaos.stats(code=5)  # lost records: the monitor's exit code
+        assert f"lost {outcome.lost} (missing {outcome.lost})" in stats
     _report(f"p06 trimming, backpressure={backpressure}", chaos)
 
 
@@ -464,20 +452,12 @@ def test_p20_stats_agree_with_xinfo(chaos: Chaos) -> None:
         client.xreadgroup("rawtap", "ghost", {chaos.stream: ">"}, count=123)
         info = client.xinfo_groups(chaos.stream)[0]
         length = client.xlen(chaos.stream)
-    out = subprocess.run(
-        rawtap_command("stats"), env=chaos.env("cli"), capture_output=True, text=True, check=True
-    ).stdout
+    out = chaos.stats(store=False)
     assert f"length {length}," in out
     assert f"pending {info['pending']}, lag {info['lag']}" in out
     chaos.start_worker("w1", claim_idle_ms=100)
     chaos.drain()
-    out = subprocess.run(
-        rawtap_command("stats", "--sink", f"sqlite:///{chaos.db}"),
-        env=chaos.env("cli"),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = chaos.stats()
     assert "accepted 1000 = stored 1000 + dead-lettered 0 + lost 0" in out
     _report("p20 stats", chaos)
 

@@ -26,7 +26,7 @@ import redis
 from rawtap.consumer import SqliteSink
 from rawtap.producer import Recorder
 from rawtap.shared import SeqRange, StreamNames, open_redis
-from tests.support.pipeline import wait_until
+from tests.support.pipeline import rawtap_command, wait_until
 from tests.support.services import RedisServer
 
 if TYPE_CHECKING:
@@ -108,6 +108,20 @@ class Chaos:
             }
         )
         return env
+
+    def stats(self, *args: str, store: bool = True, code: int = 0) -> str:
+        """``rawtap stats`` on this pipeline (with or without the store); its output.
+
+        Asserts its exit code: 0 ok, 5 records lost, … (docs/cli.md).
+        """
+        env = self.env("cli")
+        if not store:
+            del env["RAWTAP_SINK_URL"]
+        done = subprocess.run(
+            rawtap_command("stats", *args), env=env, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+        return done.stdout
 
     def start_worker(self, consumer: str, **settings: object) -> subprocess.Popen[str]:
         """Start a real worker process (failpoints: ``CHAOS_*`` keys)."""
