@@ -9,7 +9,6 @@ what the server logged it sent. Clients are built and closed per call
 from __future__ import annotations
 
 import gzip
-import itertools
 import time
 import zlib
 from collections.abc import Iterator
@@ -307,9 +306,13 @@ def test_slow_streams_pace_every_chunk(fake: FakeProvider) -> None:
     ex = _only(fake, "openai-chat")
     assert ex.scenario.chunk_delay == 0.02
     assert len(arrivals) == 12  # role chunk, ten words, finish chunk
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert min(gaps) > 0.015, gaps
-    assert arrivals[-1] >= 0.2
+    assert len(ex.chunks) == 13  # one body write per event, then `data: [DONE]`
+    # The server pauses 20 ms before every body write, so the client cannot see
+    # event k before (k + 1) pauses have passed. A loaded machine only makes
+    # arrivals later (gaps between them may shrink as the socket buffers), so
+    # these lower bounds hold at any speed; a single missing pause breaks the last.
+    for k, arrival in enumerate(arrivals):
+        assert arrival >= (k + 1) * 0.02, (k, arrivals)
 
 
 RESET_ERRORS: dict[str, tuple[type[Exception], ...]] = {
