@@ -109,7 +109,7 @@ def test_p18_only_the_shard_without_workers_lags_and_stats_names_it(
     print(f"\n[p18 shards isolated] {outcome.line()}; commands {counts}")
 
 
-def test_p06_backpressure_is_per_shard(chaos: Chaos) -> None:
+def test_p06b_backpressure_is_per_shard(chaos: Chaos) -> None:
     """One shard's consumers lag towards the cap: only its records spill; the others flow."""
     chaos.shards = 2
     cap = 500
