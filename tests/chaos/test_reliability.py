@@ -8,6 +8,7 @@ figures each scenario printed are collected in docs/reliability.md.
 from __future__ import annotations
 
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -43,7 +44,7 @@ def _stored(chaos: Chaos) -> int:
         return sink.count()
 
 
-def test_p01_no_loss_on_worker_crash(chaos: Chaos) -> None:
+def test_p01a_no_loss_on_worker_crash(chaos: Chaos) -> None:
     recorder = chaos.recorder()
     feeder = threading.Thread(target=produce, args=(recorder, N), kwargs={"rate_per_s": 8000})
     feeder.start()
@@ -159,7 +160,7 @@ def test_p05_poison_goes_to_dead_letters_without_a_hot_loop(chaos: Chaos) -> Non
 
 
 @pytest.mark.parametrize("backpressure", [True, False], ids=["backpressure", "no-backpressure"])
-def test_p06_trimming_is_never_silent(chaos: Chaos, backpressure: bool) -> None:
+def test_p06a_trimming_is_never_silent(chaos: Chaos, backpressure: bool) -> None:
     cap = 1000
     recorder = chaos.recorder(
         maxlen=cap, backpressure=backpressure, backlog_check_s=0.05, send_batch_size=50
@@ -225,7 +226,7 @@ def _late_record():  # type: ignore[no-untyped-def]
     )
 
 
-def test_p08_bounded_memory_in_the_service(chaos: Chaos, tmp_path: Path) -> None:
+def test_p08a_bounded_memory_in_the_service(chaos: Chaos, tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import os, signal, time, resource
@@ -343,17 +344,31 @@ def test_p11_redis_crash_with_aof(chaos: Chaos) -> None:
     _report("p11 kill -9 redis (AOF everysec)", chaos)
 
 
+def _group_creations(log: list[str], stream: str) -> list[tuple[int, str]]:
+    """(line number, level) of each "created consumer group rawtap on ``stream``" log line."""
+    pattern = re.compile(r" (INFO|WARNING) [\w.]+: created consumer group rawtap on (\S+)$")
+    return [
+        (i, m[1]) for i, line in enumerate(log) if (m := pattern.search(line)) and m[2] == stream
+    ]
+
+
 def test_p12_group_or_stream_lost(chaos: Chaos) -> None:
     recorder = chaos.recorder(socket_timeout_s=0.5)
     chaos.start_worker("w1")
     produce(recorder, 1000)
     wait_until(lambda: _stored(chaos) == 1000, 30, "rows")
+    before_restart = len(chaos.worker_log("w1").splitlines())
     chaos.redis.kill()
     chaos.redis.start()  # no persistence: the stream and the group are gone
     produce(recorder, 1000)
     chaos.drain()
-    assert "created consumer group rawtap" in chaos.worker_log("w1")
-    assert "WARNING" in chaos.worker_log("w1")  # the lost group is called out
+    # The first creation is routine (INFO); the recreation after the restart is
+    # called out (WARNING), once.
+    created = _group_creations(chaos.worker_log("w1").splitlines(), chaos.stream)
+    assert [level for _, level in created] == ["INFO", "WARNING"], created
+    assert created[0][0] < before_restart <= created[1][0]
+    with chaos.client() as client:
+        assert [g["name"] for g in client.xinfo_groups(chaos.stream)] == [b"rawtap"]
     assert chaos.workers["w1"].poll() is None  # no crash loop
     outcome = chaos.reconcile()
     assert outcome.stored == 2000
@@ -462,7 +477,7 @@ def test_p20_stats_agree_with_xinfo(chaos: Chaos) -> None:
     _report("p20 stats", chaos)
 
 
-def test_p22_never_breaks_the_host_when_the_disk_fails(chaos: Chaos, tmp_path: Path) -> None:
+def test_p22a_never_breaks_the_host_when_the_disk_fails(chaos: Chaos, tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the spill directory should be")
     recorder = chaos.recorder(spill_dir=str(blocker / "spill"), socket_timeout_s=0.3)
@@ -479,7 +494,7 @@ def test_p22_never_breaks_the_host_when_the_disk_fails(chaos: Chaos, tmp_path: P
     _report("p22 disk failing", chaos)
 
 
-def test_p22_full_journal_directory(chaos: Chaos, tmp_path: Path) -> None:
+def test_p22b_full_journal_directory(chaos: Chaos, tmp_path: Path) -> None:
     mount = tmp_path / "tiny"
     mount.mkdir()
     done = subprocess.run(
@@ -517,7 +532,7 @@ def test_p22_full_journal_directory(chaos: Chaos, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("overflow", ["drop_newest", "drop_oldest"])
-def test_p08_journal_overflow_policy(chaos: Chaos, overflow: str) -> None:
+def test_p08b_journal_overflow_policy(chaos: Chaos, overflow: str) -> None:
     recorder = chaos.recorder(spill_max_mb=0.2, overflow=overflow, socket_timeout_s=0.3)
     chaos.redis.kill()
     produce(recorder, 2000, size=500, rate_per_s=20_000)
@@ -588,7 +603,7 @@ def test_p23_fork_safe(chaos: Chaos) -> None:
         assert balances[pid].balanced
 
 
-def test_p24_flush_on_exit_and_sigterm(chaos: Chaos) -> None:
+def test_p24a_flush_on_exit_and_sigterm(chaos: Chaos) -> None:
     script = textwrap.dedent(
         f"""
         import os, signal, sys
@@ -622,7 +637,7 @@ def test_p24_flush_on_exit_and_sigterm(chaos: Chaos) -> None:
         assert balances[pid].final
 
 
-def test_p24_restart_replays_what_an_earlier_run_left(chaos: Chaos) -> None:
+def test_p24b_restart_replays_what_an_earlier_run_left(chaos: Chaos) -> None:
     script = textwrap.dedent(
         f"""
         import sys
@@ -736,7 +751,7 @@ def _pg_ready(conn: Any, schema: str) -> bool:
     return bool(row and row[0])
 
 
-def test_p24_sigterm_flushes_every_recorder_and_multiprocessing_children(chaos: Chaos) -> None:
+def test_p24c_sigterm_flushes_every_recorder_and_multiprocessing_children(chaos: Chaos) -> None:
     script = textwrap.dedent(
         f"""
         import multiprocessing, os, signal, sys, threading
@@ -781,7 +796,7 @@ def test_p24_sigterm_flushes_every_recorder_and_multiprocessing_children(chaos: 
         assert balances[pid].final
 
 
-def test_p01_pending_entries_of_a_dead_worker_are_not_trimmed_under_load(chaos: Chaos) -> None:
+def test_p01b_pending_entries_of_a_dead_worker_are_not_trimmed_under_load(chaos: Chaos) -> None:
     recorder = chaos.recorder(maxlen=1000, backlog_check_s=0.05, send_batch_size=50)
     produce(recorder, 300, size=200)
     recorder.flush()

@@ -9,13 +9,12 @@ it. The cluster scenarios are in tests/cluster/.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from rawtap.consumer import SqliteSink
-from rawtap.shared import shard_for
+from rawtap.shared import is_report, shard_for
 from tests.support.chaos import Chaos, produce
 from tests.support.cluster import CommandLog
 from tests.support.pipeline import rawtap_command, wait_until
@@ -29,6 +28,22 @@ def _per_shard(count: int, sessions: int, shards: int, start: int = 0) -> list[i
     for i in range(start, start + count):
         out[shard_for(f"session-{i % sessions}", i, shards)] += 1
     return out
+
+
+def _unread(chaos: Chaos, shard: int) -> list[dict[bytes, bytes]]:
+    """The entries of ``shard``'s stream after its group's last delivered id."""
+    with chaos.client() as client:
+        stream = chaos.streams[shard]
+        (group,) = client.xinfo_groups(stream)
+        last = group["last-delivered-id"].decode()
+        return [fields for _id, fields in client.xrange(stream, min=f"({last}", max="+")]
+
+
+def _idle_ms(chaos: Chaos, shard: int) -> int:
+    """How long the most recently active consumer of ``shard``'s group has not read."""
+    with chaos.client() as client:
+        consumers = client.xinfo_consumers(chaos.streams[shard], "rawtap")
+        return min(int(c["idle"]) for c in consumers)  # the figure `rawtap stats` reads
 
 
 def _stored(chaos: Chaos) -> int:
@@ -59,9 +74,16 @@ def test_p18_only_the_shard_without_workers_lags_and_stats_names_it(
             30,
             "shards 0-2 drained",
         )
+        # Close the producer so nothing more is written: its periodic reports
+        # (every report_interval_s) would otherwise land on shard 3 at any moment.
+        assert recorder.close(30)
+        wait_until(lambda: chaos.drained([0, 1, 2]), 30, "shards 0-2 read the final report")
         expected = _per_shard(4000, 40, 4)  # the same session → shard map as the producer
-        assert chaos.lag([3]) == expected[3] > 0
-        time.sleep(1.2)
+        unread = _unread(chaos, 3)
+        assert sum(not is_report(f) for f in unread) == expected[3] > 0
+        assert chaos.lag([3]) == len(unread)  # the records and the producer's reports
+        # --stall-s 1 names a shard whose consumers have not read for 1 s: wait for that state.
+        wait_until(lambda: _idle_ms(chaos, 3) >= 1100, 30, "shard 3's consumer idle for 1.1 s")
         stats = subprocess.run(
             rawtap_command("stats", "--lag-warn", "1000000", "--stall-s", "1"),
             env=chaos.env("cli"),
@@ -69,7 +91,7 @@ def test_p18_only_the_shard_without_workers_lags_and_stats_names_it(
             text=True,
             check=True,
         ).stdout
-        assert f"WARNING: shard 3 ({chaos.streams[3]}) lags: {expected[3]} entries unread" in stats
+        assert f"WARNING: shard 3 ({chaos.streams[3]}) lags: {len(unread)} entries unread" in stats
         assert "lagging shards: 3\n" in stats
         for k in range(3):
             assert f"stream {chaos.streams[k]}: length" in stats
@@ -87,7 +109,7 @@ def test_p18_only_the_shard_without_workers_lags_and_stats_names_it(
     print(f"\n[p18 shards isolated] {outcome.line()}; commands {counts}")
 
 
-def test_p06_backpressure_is_per_shard(chaos: Chaos) -> None:
+def test_p06b_backpressure_is_per_shard(chaos: Chaos) -> None:
     """One shard's consumers lag towards the cap: only its records spill; the others flow."""
     chaos.shards = 2
     cap = 500

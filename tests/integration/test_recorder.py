@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import redis
 
 from rawtap.producer import Failed, MemoryWarning, Recorded, Recorder
-from rawtap.shared import StreamNames, decode_entry, is_report
+from rawtap.shared import StreamNames, decode_entry, decode_report, is_report
 from tests.support.pipeline import wait_until
 from tests.support.services import RedisServer, free_port, private_redis
 
@@ -79,8 +80,9 @@ def test_stalled_redis_never_blocks_the_caller_and_memory_stays_bounded(
                 if i % 100 == 0:
                     time.sleep(0.01)  # give the writer a chance to spill
             stats = recorder.stats()
-            # A call that waited on Redis would take the 1 s socket timeout.
-            assert slowest < 0.25, f"record() blocked for {slowest:.3f}s"
+            # A call that waited on Redis would take the 1 s socket timeout; half
+            # of it is slack for a loaded machine.
+            assert slowest < 0.5, f"record() blocked for {slowest:.3f}s"
             assert stats.buffered_bytes <= 1024 * 1024
             refused = stats.dropped.get("buffer_full", 0)
             assert stats.accepted + refused == offered
@@ -322,12 +324,18 @@ def test_reports_go_out_under_sustained_load_not_only_when_idle(
     )
     for _ in range(50_000):
         recorder.record("openai", b"x" * 100)
-    time.sleep(0.6)
     stream = StreamNames(stream_prefix).shard(0)
-    reports = [f for _, f in redis_client.xrange(stream) if is_report(f)]
+
+    def reports() -> list[dict[bytes, bytes]]:
+        return [f for _, f in redis_client.xrange(stream) if is_report(f)]
+
+    # A report naming every accepted record, while the writer still had records to send.
+    wait_until(
+        lambda: any(b'"next_seq":50000' in f[b"env"] for f in reports()), 30, "a report of 50000"
+    )
     still_busy = recorder.stats().buffered_records
     recorder.close(30)
     assert still_busy > 0, "the writer went idle: the test proves nothing"
-    # Reports went out while the writer was busy; they repeat only when something changed.
-    assert reports
-    assert b'"next_seq":50000' in reports[-1][b"env"]
+    # They repeat only when something changed (the final one at close aside).
+    states = [(r.next_seq, r.dropped) for r in map(decode_report, reports()) if not r.final]
+    assert all(a != b for a, b in itertools.pairwise(states)), states

@@ -185,7 +185,7 @@ def test_lost_group_is_recreated_and_new_records_flow(
             redis_client.xadd(stream, encode_entry(_record(0)))  # type: ignore[arg-type]
             drain(sink, "f" * 16, 1)
             redis_client.delete(stream)  # what a Redis restarted without persistence looks like
-            time.sleep(0.2)
+            wait_until(lambda: worker.stats.groups_created == 2, 20, "the group recreated")
             redis_client.xadd(stream, encode_entry(_record(1)))  # type: ignore[arg-type]
             drain(sink, "f" * 16, 2)
         assert worker.stats.groups_created == 2

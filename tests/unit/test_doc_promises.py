@@ -153,14 +153,32 @@ def test_every_scenario_knob_is_set_by_a_documented_option() -> None:
     assert knobs <= touched, f"no documented option sets {sorted(knobs - touched)}"
 
 
+def _test_functions() -> list[str]:
+    """The name of every test function under tests/."""
+    return [
+        name
+        for p in sorted((ROOT / "tests").rglob("test_*.py"))
+        for name in re.findall(r"^(?:async )?def (test_\w+)", p.read_text(), flags=re.MULTILINE)
+    ]
+
+
 def test_reliability_table_names_a_test_for_every_property() -> None:
     text = (DOCS / "reliability.md").read_text()
-    tests = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
-    rows = re.findall(r"^\| (\d+) \|[^|]*\| (.*?) \|", text, flags=re.MULTILINE)
-    assert {int(n) for n, _ in rows} == set(range(1, 25))
-    for number, cell in rows:
+    functions = _test_functions()
+    rows = re.findall(r"^\| (\d*) ?\|[^|]*\| (.*?) \|", text, flags=re.MULTILINE)
+    assert {int(n) for n, _ in rows if n} == set(range(1, 25))
+    for number, cell in rows:  # continuation rows (``| | |``) too
         assert "—" not in cell, f"property {number} has no test"
         for name in re.findall(r"`(test_[a-z0-9_]+)", cell):
-            assert f"def {name}" in tests, f"property {number}: no test starts with {name}"
+            matches = [f for f in functions if f.startswith(name)]
+            assert len(matches) == 1, f"property {number}: {name} names {matches}, not one test"
     for cited in re.findall(r"`([A-Z]+\.md)`", text):
         assert (ROOT / cited).exists() or (DOCS / cited).exists(), f"cites {cited}, not here"
+
+
+def test_reliability_property_tests_have_distinct_numbers() -> None:
+    """``test_p<nn><letter>_`` tags are unique, so a table row cites one test unambiguously."""
+    tags = [m[1] for f in _test_functions() if (m := re.match(r"test_(p\d\d[a-z]?)_", f))]
+    assert tags, "no property tests found"
+    repeated = sorted({t for t in tags if tags.count(t) > 1})
+    assert not repeated, f"tests share a property tag: {repeated}"
