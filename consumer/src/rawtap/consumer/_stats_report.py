@@ -79,9 +79,19 @@ def totals(balances: list[ProducerBalance]) -> Totals:
 def verdict(
     figures: PipelineFigures, balances: list[ProducerBalance] | None, max_lag: int | None
 ) -> StatsExit:
-    """The exit code for what was read: lost records first, then lag."""
-    if balances and totals(balances).lost:
-        return StatsExit.LOST
+    """The exit code for what was read: lost records first, then lag.
+
+    Records a producer dropped are lost for sure. Missing ones (below
+    ``accepted``, neither stored nor dropped) may still be in the stream, unread
+    or pending: they count as lost only when there are more of them than entries
+    left in Redis, so a lagging shard alone is ``lag``, never ``lost``.
+    """
+    if balances:
+        t = totals(balances)
+        missing = t.lost_by_reason.get("missing", 0)
+        in_flight = figures.backlog + figures.pending
+        if t.lost - missing > 0 or missing > in_flight:
+            return StatsExit.LOST
     if max_lag is not None and any(s.backlog > max_lag for s in figures.shards):
         return StatsExit.LAG
     return StatsExit.OK
