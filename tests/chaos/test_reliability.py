@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from rawtap.consumer import SqliteSink
+from rawtap.consumer._accounting import ProducerBalance
 from rawtap.shared import encode_entry
 from tests.support.chaos import Chaos, produce
 from tests.support.pipeline import rawtap_command, wait_until
@@ -788,9 +789,20 @@ def test_p24c_sigterm_flushes_every_recorder_and_multiprocessing_children(chaos:
     first_id, second_id = lines["main"].split()
     chaos.start_worker("w1")
     wait_until(lambda: _stored(chaos) == 1200, 30, "all three recorders' records")
-    with SqliteSink(chaos.db) as sink:
-        balances = {b.producer_id: b for b in sink.reconcile()}
     expected = {child_id: 300, first_id: 500, second_id: 400}
+
+    def reconciled() -> dict[str, ProducerBalance]:
+        with SqliteSink(chaos.db) as sink:
+            return {b.producer_id: b for b in sink.reconcile()}
+
+    # The final reports may be read after the records (another shard, or later in
+    # the stream): wait for the ledger to hold each producer's final report.
+    wait_until(
+        lambda: all(b.final for b in reconciled().values()) and set(reconciled()) >= set(expected),
+        30,
+        "every producer's final report",
+    )
+    balances = reconciled()
     for pid, n in expected.items():
         assert balances[pid].stored == balances[pid].accepted == n, balances[pid]
         assert balances[pid].final

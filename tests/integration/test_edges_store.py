@@ -23,7 +23,15 @@ import pytest
 import redis
 from psycopg import sql
 
-from rawtap.consumer import PostgresSink, RecordQuery, SqliteSink, Store, Worker, open_sink
+from rawtap.consumer import (
+    PostgresSink,
+    RecordQuery,
+    SinkError,
+    SqliteSink,
+    Store,
+    Worker,
+    open_sink,
+)
 from rawtap.consumer._postgres import is_data_error as pg_is_data_error
 from rawtap.consumer._rows import FILTER_MAX_BYTES
 from rawtap.consumer._sqlite import is_data_error as sqlite_is_data_error
@@ -329,6 +337,18 @@ SQLITE_TRANSIENT: dict[str, Callable[[Store, bool], None]] = {
 }
 
 
+def _count_or_none(store: Store) -> int | None:
+    """Rows stored, or None while the connection the test shares with the worker is down.
+
+    The 08 case kills that connection: whichever of the worker and the test uses it
+    first sees the loss; the worker reconnects, the test asks again.
+    """
+    try:
+        return store.count()
+    except SinkError:
+        return None
+
+
 @pytest.mark.parametrize(
     ("kind", "fault"),
     [("postgresql", f) for f in [*TRANSIENT_PG, "08-killed"]]
@@ -366,7 +386,7 @@ def test_a_database_fault_is_retried_and_nothing_is_dead_lettered(
                 _set_pg_fault(store, None)
             else:
                 SQLITE_TRANSIENT[fault](store, False)
-        wait_until(lambda: store.count() == 10, 30, "every record stored after the fault")
+        wait_until(lambda: _count_or_none(store) == 10, 30, "every record stored after the fault")
     assert worker.stats.sink_errors >= 1
     assert worker.stats.dead_lettered == 0
     assert _letters(redis_client, stream_prefix) == []
@@ -445,7 +465,7 @@ def test_odd_stored_rows_never_break_list_show_export_or_stats(
     assert exported.err.count("\n") == 1
     assert future.record_id in exported.err
     stats = run_cli(capsysbinary, "stats", "--sink", url, *env_args)
-    assert stats.code == 0, stats.err
+    assert stats.code == 5, stats.err  # read to the end: the odd ledger names dropped records
     assert "Traceback" not in stats.err
     assert "out of range" not in stats.err
 
