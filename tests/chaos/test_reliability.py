@@ -198,7 +198,7 @@ def test_p07_trimmed_pending_entries_are_tolerated(chaos: Chaos) -> None:
         client.xgroup_create(chaos.stream, "rawtap", id="0")
         client.xreadgroup("rawtap", "w1", {chaos.stream: ">"}, count=100)  # w1 read 100, died
         client.xtrim(chaos.stream, maxlen=0, approximate=False)  # and they were trimmed
-        client.xadd(chaos.stream, encode_entry(_late_record()))  # type: ignore[arg-type]
+        client.xadd(chaos.stream, encode_entry(_late_record()))
     recorder.close()
     chaos.start_worker("w1")
     wait_until(lambda: chaos.pending() == 0 and chaos.lag() == 0, 20, "drain")
@@ -695,7 +695,7 @@ def test_p21_sink_outage(chaos: Chaos, postgres_url: str) -> None:
             direct.execute(
                 sql.SQL("SELECT count(*) FROM {}.records").format(sql.Identifier(schema))
             ).fetchone()[0]
-        )  # type: ignore[index]
+        )
 
     def acked() -> int:
         with chaos.client() as client:

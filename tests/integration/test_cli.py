@@ -124,7 +124,7 @@ def test_unusable_sink_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped
 def test_dead_letters_are_listed_shown_and_requeued_into_the_store(
     redis_url: str,
     stream_prefix: str,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     import time
 

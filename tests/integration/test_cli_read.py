@@ -122,7 +122,7 @@ def test_show_decodes_and_raw_is_byte_exact(filled: tuple[str, list[Record]], ca
 def test_export_jsonl_round_trips_and_parquet_has_every_row(
     filled: tuple[str, list[Record]],
     capsysbinary,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     url, records = filled
     result = run_cli(capsysbinary, "export", "--sink", url)
@@ -154,14 +154,14 @@ def test_export_jsonl_round_trips_and_parquet_has_every_row(
 
 def test_export_reports_unreadable_rows_with_one_line(
     filled: tuple[str, list[Record]], capsysbinary
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     url, records = filled
     with open_sink(url) as store:
         q = "UPDATE records SET envelope = %s WHERE record_id = %s"
         store.execute(
             q if url.startswith("postgresql") else q.replace("%s", "?"),
             (b"{", records[2].record_id),
-        )  # type: ignore[attr-defined]
+        )
     result = run_cli(capsysbinary, "export", "--sink", url)
     assert result.code == 1
     assert len(result.out.splitlines()) == len(records) - 1
@@ -229,7 +229,7 @@ def test_migrate_creates_a_store(store_url: str, capsysbinary) -> None:  # type:
 )
 def test_errors_are_one_line(
     args: list[str], code: int, message: str, tmp_path, capsysbinary
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     db = tmp_path / "e.db"
     open_sink(f"sqlite:///{db}").close()
     result = run_cli(capsysbinary, *[a.format(db=db) for a in args])

@@ -36,7 +36,7 @@ def exchanges() -> Iterator[list[Exchange]]:
                 oa.chat.completions.create(
                     model=model, messages=MSGS, stream=True, stream_options={"include_usage": True}
                 )
-            )  # type: ignore[arg-type]
+            )
         list(oa.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))  # type: ignore[arg-type]
         oa.responses.create(model="gpt-4.1", input="hi")
         list(oa.responses.create(model="gpt-4.1", input="hi", stream=True))

@@ -74,7 +74,7 @@ def test_real_sdk_calls_are_stored_byte_exact_and_replay_identically(
     redis_url: str,
     stream_prefix: str,
     sink_url: str,
-    capsysbinary,  # type: ignore[no-untyped-def]
+    capsysbinary,
 ) -> None:
     recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix)
     with open_sink(sink_url) as store:

@@ -195,7 +195,7 @@ def test_unreadable_rows_are_reported_not_fatal(store: Store) -> None:
     )
     newer = orjson.loads(
         _execute(store, "SELECT envelope FROM records WHERE record_id = ?", future.record_id)[0][0]
-    )  # type: ignore[arg-type]
+    )
     newer["schema_version"] = SCHEMA_VERSION + 1
     _execute(
         store,

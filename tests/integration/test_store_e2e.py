@@ -37,7 +37,7 @@ def _sdk_results(url: str) -> dict[str, Any]:
     chat_stream = [
         c.model_dump()
         for c in oa.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
-    ]  # type: ignore[arg-type]
+    ]
     message = an.messages.create(model="claude-test", max_tokens=5, messages=msgs)  # type: ignore[arg-type]
     with an.messages.stream(model="claude-test", max_tokens=5, messages=msgs) as s:  # type: ignore[arg-type]
         streamed = s.get_final_message()
@@ -61,7 +61,7 @@ def test_recorded_bytes_survive_the_store_and_replay_identically(
     redis_url: str,
     stream_prefix: str,
     sink_url: str,
-    capsysbinary,  # type: ignore[no-untyped-def]
+    capsysbinary,
 ) -> None:
     rng = random.Random(99)
     replies = [

@@ -50,7 +50,7 @@ def _pending(client: redis.Redis, stream: str, consumer: str | None = None) -> i
 
 def test_same_entry_twice_makes_one_row(
     redis_url: str, stream_prefix: str, redis_client: redis.Redis, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     rec = _record(0)
     redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]
@@ -68,7 +68,7 @@ def test_same_entry_twice_makes_one_row(
 def test_records_written_before_any_worker_existed_are_consumed(
     redis_url: str,
     stream_prefix: str,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     with Recorder(redis_url=redis_url, stream_prefix=stream_prefix) as recorder:
         for i in range(300):
@@ -84,7 +84,7 @@ def test_restarted_worker_processes_its_pending_entries_before_new_ones(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     redis_client.xgroup_create(stream, "rawtap", id="0", mkstream=True)
@@ -129,7 +129,7 @@ def test_failed_commits_acknowledge_nothing_and_are_retried(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     sink = _FlakySink(str(tmp_path / "s.db"), failures=3)
@@ -152,7 +152,7 @@ def test_undecodable_entries_are_dead_lettered_and_others_keep_flowing(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     names = StreamNames(stream_prefix)
     good = _record(0)
@@ -176,7 +176,7 @@ def test_lost_group_is_recreated_and_new_records_flow(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     with SqliteSink(tmp_path / "s.db") as sink:
@@ -195,7 +195,7 @@ def test_sigterm_mid_stream_commits_the_batch_in_hand_and_exits_zero(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     db = tmp_path / "w.db"
@@ -249,7 +249,7 @@ def test_idle_worker_reports_idle_and_logs_nothing(
     stream_prefix: str,
     tmp_path,
     caplog,
-    block_ms: int,  # type: ignore[no-untyped-def]
+    block_ms: int,
 ) -> None:
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
@@ -265,7 +265,7 @@ def test_garbage_that_the_ledger_cannot_hold_never_stops_the_worker(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path,
 ) -> None:
     import orjson
 
