@@ -12,6 +12,8 @@ import gzip
 import random
 from typing import Any
 
+import pytest
+
 from rawtap.consumer import ReplayServer, Worker, open_sink
 from rawtap.consumer._synthetic import anthropic, gemini, openai
 from rawtap.producer import Recorder
@@ -61,7 +63,7 @@ def test_recorded_bytes_survive_the_store_and_replay_identically(
     redis_url: str,
     stream_prefix: str,
     sink_url: str,
-    capsysbinary,
+    capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
     rng = random.Random(99)
     replies = [
