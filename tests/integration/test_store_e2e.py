@@ -34,14 +34,14 @@ def _sdk_results(url: str) -> dict[str, Any]:
     gm = genai.Client(
         api_key="k", http_options=types.HttpOptions(base_url=url, api_version="v1beta")
     )
-    msgs = [{"role": "user", "content": "hi"}]
-    chat = oa.chat.completions.create(model="gpt-4o-mini", messages=msgs)  # type: ignore[arg-type]
+    msgs: list[Any] = [{"role": "user", "content": "hi"}]
+    chat = oa.chat.completions.create(model="gpt-4o-mini", messages=msgs)
     chat_stream = [
         c.model_dump()
         for c in oa.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
     ]
-    message = an.messages.create(model="claude-test", max_tokens=5, messages=msgs)  # type: ignore[arg-type]
-    with an.messages.stream(model="claude-test", max_tokens=5, messages=msgs) as s:  # type: ignore[arg-type]
+    message = an.messages.create(model="claude-test", max_tokens=5, messages=msgs)
+    with an.messages.stream(model="claude-test", max_tokens=5, messages=msgs) as s:
         streamed = s.get_final_message()
     gem = gm.models.generate_content(model="gemini-2.5-flash", contents="hi")
     gem_stream = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from typing import Any
 
 import orjson
 import pytest
@@ -306,7 +307,7 @@ def test_anthropic_json_with_tool_use_and_cache_reads() -> None:
 
 
 def test_anthropic_stream_text_tool_input_and_usage() -> None:
-    message = {
+    message: dict[str, Any] = {
         "id": "msg_s",
         "type": "message",
         "role": "assistant",
