@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rawtap.consumer import Derived, RecordQuery, open_sink
+from rawtap.consumer import Derived, PostgresSink, RecordQuery, SqliteSink, open_sink
 from rawtap.consumer._synthetic import anthropic, gemini, openai
 from rawtap.shared import Record
 from tests.support.cli import run_cli
@@ -162,6 +162,7 @@ def test_export_reports_unreadable_rows_with_one_line(
 ) -> None:
     url, records = filled
     with open_sink(url) as store:
+        assert isinstance(store, PostgresSink | SqliteSink)  # the two that run raw SQL
         q = "UPDATE records SET envelope = %s WHERE record_id = %s"
         store.execute(
             q if url.startswith("postgresql") else q.replace("%s", "?"),

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -35,7 +36,7 @@ def store(store_url: str) -> Iterator[Store]:
         yield s
 
 
-def _execute(store: Store, statement: str, *params: object) -> list[tuple[object, ...]]:
+def _execute(store: Store, statement: str, *params: object) -> list[tuple[Any, ...]]:
     """Run SQL written with ``?`` placeholders on either store."""
     if isinstance(store, PostgresSink):
         return store.execute(statement.replace("?", "%s"), params)

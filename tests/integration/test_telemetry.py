@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -202,7 +202,8 @@ def test_gen_ai_attributes_and_token_counts_equal_the_fake_providers(run: Run) -
         assert attrs["gen_ai.usage.output_tokens"] == exchange.usage.output_tokens
         assert attrs["gen_ai.response.id"] == exchange.response_id
         assert attrs["gen_ai.response.model"] == exchange.model
-        assert tuple(attrs["gen_ai.response.finish_reasons"]) == (exchange.finish_reason,)
+        finish_reasons = cast(Sequence[str], attrs["gen_ai.response.finish_reasons"])
+        assert tuple(finish_reasons) == (exchange.finish_reason,)
         assert attrs["gen_ai.request.stream"] is exchange.stream
         assert "error.type" not in attrs
 
@@ -281,9 +282,9 @@ def test_batch_spans_follow_messaging_conventions_and_link_every_record(run: Run
                 link.context.trace_id,
                 link.context.span_id,
             )
-    assert sum(int((s.attributes or {})["messaging.batch.message_count"]) for s in batches) == (
-        run.entries
-    )
+    assert sum(
+        int(cast(int, (s.attributes or {})["messaging.batch.message_count"])) for s in batches
+    ) == (run.entries)
     assert set(linked) == {r.record_id for r in run.records}
     for record in run.traced:
         assert linked[record.record_id] == (run.caller.trace_id, run.caller.span_id)
