@@ -67,6 +67,12 @@ class Chaos:
     recorders: list[Recorder] = field(default_factory=list)
 
     @property
+    def server(self) -> RedisServer:
+        """The single Redis server, for scenarios that kill or pause it (never a cluster)."""
+        assert isinstance(self.redis, RedisServer), "this scenario needs a single Redis server"
+        return self.redis
+
+    @property
     def stream(self) -> str:
         """The stream key of shard 0 (the only one unless ``shards`` > 1)."""
         return StreamNames(self.prefix).shard(0)
