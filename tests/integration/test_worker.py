@@ -17,7 +17,7 @@ from rawtap.consumer._derived import Derived
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry, make_record_id
 from tests.support.pipeline import drain, spawn_worker, wait_until, worker_thread
-from tests.support.streams import xrange_entries
+from tests.support.streams import xadd_entry, xrange_entries
 
 
 def _record(seq: int, producer_id: str = "f" * 16, body: bytes = b"{}") -> Record:
@@ -56,8 +56,8 @@ def test_same_entry_twice_makes_one_row(
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     rec = _record(0)
-    redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]
-    redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]  # producer retry
+    xadd_entry(redis_client, stream, encode_entry(rec))
+    xadd_entry(redis_client, stream, encode_entry(rec))  # producer retry
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
         with worker_thread(worker):
@@ -93,12 +93,12 @@ def test_restarted_worker_processes_its_pending_entries_before_new_ones(
     redis_client.xgroup_create(stream, "rawtap", id="0", mkstream=True)
     old = [_record(i) for i in range(5)]
     for rec in old:
-        redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(rec))
     # A worker named w-crash read them and died before committing.
     redis_client.xreadgroup("rawtap", "w-crash", {stream: ">"}, count=10)
     new = [_record(i) for i in range(5, 10)]
     for rec in new:
-        redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(rec))
     assert _pending(redis_client, stream, "w-crash") == 5
 
     with SqliteSink(tmp_path / "s.db") as sink:
@@ -138,7 +138,7 @@ def test_failed_commits_acknowledge_nothing_and_are_retried(
     sink = _FlakySink(str(tmp_path / "s.db"), failures=3)
     worker = _worker(redis_url, stream_prefix, sink, batch_size=20)
     for i in range(50):
-        redis_client.xadd(stream, encode_entry(_record(i)))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(_record(i)))
     pending_seen: list[int] = []
     with worker_thread(worker):
         wait_until(lambda: worker.stats.sink_errors >= 1, what="a failed commit")
@@ -162,7 +162,7 @@ def test_undecodable_entries_are_dead_lettered_and_others_keep_flowing(
     bad_id = redis_client.xadd(
         names.shard(0), {b"v": b"1", b"env": b"\xff not json", b"req": b"", b"body": b""}
     )
-    redis_client.xadd(names.shard(0), encode_entry(good))  # type: ignore[arg-type]
+    xadd_entry(redis_client, names.shard(0), encode_entry(good))
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
         with worker_thread(worker):
@@ -185,11 +185,11 @@ def test_lost_group_is_recreated_and_new_records_flow(
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
         with worker_thread(worker):
-            redis_client.xadd(stream, encode_entry(_record(0)))  # type: ignore[arg-type]
+            xadd_entry(redis_client, stream, encode_entry(_record(0)))
             drain(sink, "f" * 16, 1)
             redis_client.delete(stream)  # what a Redis restarted without persistence looks like
             wait_until(lambda: worker.stats.groups_created == 2, 20, "the group recreated")
-            redis_client.xadd(stream, encode_entry(_record(1)))  # type: ignore[arg-type]
+            xadd_entry(redis_client, stream, encode_entry(_record(1)))
             drain(sink, "f" * 16, 2)
         assert worker.stats.groups_created == 2
 
@@ -280,7 +280,7 @@ def test_garbage_that_the_ledger_cannot_hold_never_stops_the_worker(
         {b"v": b"1", b"env": envelope, b"req": b"", b"body": b"", b"rid": b"r\x00id"},
     )
     good = _record(0)
-    redis_client.xadd(names.shard(0), encode_entry(good))  # type: ignore[arg-type]
+    xadd_entry(redis_client, names.shard(0), encode_entry(good))
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
         with worker_thread(worker):
