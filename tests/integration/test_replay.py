@@ -63,7 +63,9 @@ def _words(reply: SyntheticResponse) -> str:
     return derive(_record(reply)).text or ""
 
 
-def test_openai_sdk_reads_replayed_json_and_stream(server: ReplayServer, replies) -> None:  # type: ignore[no-untyped-def]
+def test_openai_sdk_reads_replayed_json_and_stream(
+    server: ReplayServer, replies: dict[str, SyntheticResponse]
+) -> None:
     from openai import OpenAI
 
     client = OpenAI(api_key="sk-test", base_url=server.url + "/v1", max_retries=0)
@@ -81,7 +83,9 @@ def test_openai_sdk_reads_replayed_json_and_stream(server: ReplayServer, replies
     client.close()
 
 
-def test_openai_sdk_reads_replayed_stream(sink_url: str, replies) -> None:  # type: ignore[no-untyped-def]
+def test_openai_sdk_reads_replayed_stream(
+    sink_url: str, replies: dict[str, SyntheticResponse]
+) -> None:
     from openai import OpenAI
 
     record = _record(replies["openai-stream"])
@@ -96,7 +100,9 @@ def test_openai_sdk_reads_replayed_stream(sink_url: str, replies) -> None:  # ty
     assert srv.misses == []
 
 
-def test_anthropic_sdk_reads_replayed_json_and_stream(server: ReplayServer, replies) -> None:  # type: ignore[no-untyped-def]
+def test_anthropic_sdk_reads_replayed_json_and_stream(
+    server: ReplayServer, replies: dict[str, SyntheticResponse]
+) -> None:
     from anthropic import Anthropic
 
     client = Anthropic(api_key="sk-ant-test", base_url=server.url, max_retries=0)
@@ -119,7 +125,9 @@ def test_anthropic_sdk_reads_replayed_json_and_stream(server: ReplayServer, repl
     client.close()
 
 
-def test_gemini_sdk_reads_replayed_json_and_stream(server: ReplayServer, replies) -> None:  # type: ignore[no-untyped-def]
+def test_gemini_sdk_reads_replayed_json_and_stream(
+    server: ReplayServer, replies: dict[str, SyntheticResponse]
+) -> None:
     from google import genai
     from google.genai import types
 

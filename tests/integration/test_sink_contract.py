@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -306,7 +307,7 @@ def test_postgres_outage_is_a_sink_error_then_recovers(postgres_url: str, pg_sch
         assert store.count() == 2
 
 
-def test_sqlite_v1_database_is_upgraded_in_place(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
     from rawtap.consumer._rows import migration_scripts

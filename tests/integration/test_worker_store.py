@@ -6,7 +6,7 @@ import random
 import time
 
 from rawtap.consumer import RecordQuery, Worker, open_sink
-from rawtap.consumer._synthetic import anthropic, gemini, openai
+from rawtap.consumer._synthetic import SyntheticResponse, anthropic, gemini, openai
 from rawtap.producer import Recorder
 from tests.support.pipeline import drain, wait_until, worker_thread
 from tests.support.records import make_record
@@ -71,7 +71,7 @@ def test_worker_derives_and_applies_retention(
         assert stored[3].record.body == b"{not json"  # the raw record is intact
 
 
-def orjson_usage(reply) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def orjson_usage(reply: SyntheticResponse) -> tuple[int, int]:
     """The token counts the synthetic reply carries, read straight from its payload."""
     import orjson
 
