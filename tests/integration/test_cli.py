@@ -9,6 +9,7 @@ from pathlib import Path
 from rawtap.producer import Recorder
 from tests.support.pipeline import rawtap_command
 from tests.support.services import free_port
+from tests.support.streams import xadd_entry
 
 
 def _run(
@@ -151,7 +152,7 @@ def test_dead_letters_are_listed_shown_and_requeued_into_the_store(
     broken = encode_entry(good)
     broken[b"v"] = b"9"  # a schema this release refuses: dead-lettered
     client = redis.Redis.from_url(redis_url)
-    client.xadd(names.shard(0), broken)  # type: ignore[arg-type]
+    xadd_entry(client, names.shard(0), broken)
     env = {"RAWTAP_REDIS_URL": redis_url, "RAWTAP_STREAM_PREFIX": stream_prefix}
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = Worker(

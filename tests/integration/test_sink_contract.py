@@ -131,8 +131,8 @@ def test_queries_filter_order_and_count(store: Store) -> None:
     store.write(records, 5, [derive(r) for r in records])
     ids = [r.record_id for r in records]
 
-    def listed(**filters: object) -> list[str]:
-        return [s.record_id for s in store.summaries(RecordQuery(**filters), limit=100)]  # type: ignore[arg-type]
+    def listed(**filters: Any) -> list[str]:
+        return [s.record_id for s in store.summaries(RecordQuery(**filters), limit=100)]
 
     assert listed() == ids[::-1]  # newest first
     assert [s.record_id for s in store.summaries(RecordQuery(), newest_first=False)] == ids
