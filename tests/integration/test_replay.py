@@ -104,13 +104,15 @@ def test_anthropic_sdk_reads_replayed_json_and_stream(
     server: ReplayServer, replies: dict[str, SyntheticResponse]
 ) -> None:
     from anthropic import Anthropic
+    from anthropic.types import TextBlock
 
     client = Anthropic(api_key="sk-ant-test", base_url=server.url, max_retries=0)
     expected = derive(_record(replies["anthropic"]))
     message = client.messages.create(
         model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
     )
-    assert message.content[0].text == expected.text  # type: ignore[union-attr]
+    assert isinstance(message.content[0], TextBlock)
+    assert message.content[0].text == expected.text
     assert (message.usage.input_tokens, message.usage.output_tokens) == (
         expected.input_tokens,
         expected.output_tokens,
@@ -120,7 +122,8 @@ def test_anthropic_sdk_reads_replayed_json_and_stream(
         model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
     ) as stream:
         final = stream.get_final_message()
-    assert final.content[0].text == streamed.text  # type: ignore[union-attr]
+    assert isinstance(final.content[0], TextBlock)
+    assert final.content[0].text == streamed.text
     assert final.usage.output_tokens == streamed.output_tokens
     client.close()
 

@@ -358,13 +358,13 @@ def test_anthropic_error_event_in_stream() -> None:
 
 def _gemini(
     text: str | None, finish: str | None, usage: dict[str, int], call: object = None
-) -> object:
+) -> dict[str, Any]:
     parts: list[object] = []
     if text is not None:
         parts.append({"text": text})
     if call is not None:
         parts.append({"functionCall": call})
-    candidate: dict[str, object] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
     return {
@@ -384,7 +384,7 @@ def test_gemini_json_with_function_call_thoughts_and_cache() -> None:
         "totalTokenCount": 57,
     }
     doc = _gemini("Sure.", "STOP", usage, call={"name": "search", "args": {"q": "rawtap"}})
-    doc["candidates"][0]["content"]["parts"].insert(0, {"text": "thinking…", "thought": True})  # type: ignore[index]
+    doc["candidates"][0]["content"]["parts"].insert(0, {"text": "thinking…", "thought": True})
     d = _ok(derive(make_record("gemini", orjson.dumps(doc), url=GEMINI)))
     assert d.parser == "gemini.generate"
     assert (d.model, d.response_id, d.text, d.finish_reason) == (
