@@ -25,7 +25,7 @@ import redis
 
 from rawtap.consumer import SqliteSink
 from rawtap.consumer._accounting import ProducerBalance
-from rawtap.shared import encode_entry
+from rawtap.shared import Record, encode_entry
 from tests.support.chaos import Chaos, produce
 from tests.support.pipeline import rawtap_command, wait_until
 
@@ -199,7 +199,7 @@ def test_p07_trimmed_pending_entries_are_tolerated(chaos: Chaos) -> None:
         client.xgroup_create(chaos.stream, "rawtap", id="0")
         client.xreadgroup("rawtap", "w1", {chaos.stream: ">"}, count=100)  # w1 read 100, died
         client.xtrim(chaos.stream, maxlen=0, approximate=False)  # and they were trimmed
-        client.xadd(chaos.stream, encode_entry(_late_record()))  # type: ignore[arg-type]
+        client.xadd(chaos.stream, encode_entry(_late_record()))
     recorder.close()
     chaos.start_worker("w1")
     wait_until(lambda: chaos.pending() == 0 and chaos.lag() == 0, 20, "drain")
@@ -213,7 +213,7 @@ def test_p07_trimmed_pending_entries_are_tolerated(chaos: Chaos) -> None:
     _report("p07 trimmed pending", chaos)
 
 
-def _late_record():  # type: ignore[no-untyped-def]
+def _late_record() -> Record:
     from rawtap.shared import Record, make_record_id
 
     now = time.time_ns()
@@ -228,6 +228,8 @@ def _late_record():  # type: ignore[no-untyped-def]
 
 
 def test_p08a_bounded_memory_in_the_service(chaos: Chaos, tmp_path: Path) -> None:
+    redis_proc = chaos.server.proc
+    assert redis_proc is not None
     script = textwrap.dedent(
         f"""
         import os, signal, time, resource
@@ -243,7 +245,7 @@ def test_p08a_bounded_memory_in_the_service(chaos: Chaos, tmp_path: Path) -> Non
             r.record("openai", body)
         r.flush(10)
         base = rss_mb()
-        os.kill({chaos.redis.proc.pid}, signal.SIGSTOP)
+        os.kill({redis_proc.pid}, signal.SIGSTOP)
         slowest, peak = 0.0, base
         for i in range(100_000):  # ~200 MB offered: 10x what memory and journal may hold
             t0 = time.perf_counter()
@@ -255,7 +257,7 @@ def test_p08a_bounded_memory_in_the_service(chaos: Chaos, tmp_path: Path) -> Non
                 time.sleep(0.03)  # ~3 s of load: the writer gets to spill meanwhile
         time.sleep(1.0)
         peak = max(peak, rss_mb())
-        os.kill({chaos.redis.proc.pid}, signal.SIGCONT)
+        os.kill({redis_proc.pid}, signal.SIGCONT)
         s = r.stats()
         print(base, peak, slowest, s.accepted, s.spilled, dict(s.dropped))
         r.close(30)
@@ -326,7 +328,7 @@ def test_p11_redis_crash_with_aof(chaos: Chaos) -> None:
     # Everything sent so far is consumed: what AOF everysec may lose is then only
     # delivery state (redelivered, absorbed by the sink), never an unread record.
     wait_until(lambda: _stored(chaos) == N // 2, 90, "the first half stored")
-    chaos.redis.kill()
+    chaos.server.kill()
     fed = N // 2
     deadline = time.monotonic() + 60
     while recorder.stats().spilled == 0:  # decided by the event, not by a sleep
@@ -359,7 +361,7 @@ def test_p12_group_or_stream_lost(chaos: Chaos) -> None:
     produce(recorder, 1000)
     wait_until(lambda: _stored(chaos) == 1000, 30, "rows")
     before_restart = len(chaos.worker_log("w1").splitlines())
-    chaos.redis.kill()
+    chaos.server.kill()
     chaos.redis.start()  # no persistence: the stream and the group are gone
     produce(recorder, 1000)
     chaos.drain()
@@ -482,7 +484,7 @@ def test_p22a_never_breaks_the_host_when_the_disk_fails(chaos: Chaos, tmp_path: 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the spill directory should be")
     recorder = chaos.recorder(spill_dir=str(blocker / "spill"), socket_timeout_s=0.3)
-    chaos.redis.kill()  # Redis down and the disk unusable
+    chaos.server.kill()  # Redis down and the disk unusable
     for i in range(2000):
         # Accepted (the buffer has room): a failing disk is counted later, never raised here.
         assert recorder.record("openai", b"x" * 100, {"i": i}) is True
@@ -507,7 +509,7 @@ def test_p22b_full_journal_directory(chaos: Chaos, tmp_path: Path) -> None:
     assert done.returncode == 0, f"cannot mount a tiny tmpfs (run as root): {done.stderr}"
     try:
         recorder = chaos.recorder(spill_dir=str(mount), spill_max_mb=64, socket_timeout_s=0.3)
-        chaos.redis.kill()
+        chaos.server.kill()
         # Decided by events: small batches until one is on disk, then until the disk is full
         # (one big batch under load could fail at once and leave nothing to replay).
         deadline = time.monotonic() + 60
@@ -535,7 +537,7 @@ def test_p22b_full_journal_directory(chaos: Chaos, tmp_path: Path) -> None:
 @pytest.mark.parametrize("overflow", ["drop_newest", "drop_oldest"])
 def test_p08b_journal_overflow_policy(chaos: Chaos, overflow: str) -> None:
     recorder = chaos.recorder(spill_max_mb=0.2, overflow=overflow, socket_timeout_s=0.3)
-    chaos.redis.kill()
+    chaos.server.kill()
     produce(recorder, 2000, size=500, rate_per_s=20_000)
     recorder.flush(5)
     wait_until(lambda: recorder.stats().buffered_records == 0, 10, "all spilled or dropped")
@@ -651,7 +653,7 @@ def test_p24b_restart_replays_what_an_earlier_run_left(chaos: Chaos) -> None:
         print(r.producer_id, r.stats().spilled, flush=True)
         """
     )
-    chaos.redis.kill()
+    chaos.server.kill()
     first = subprocess.run(
         [sys.executable, "-c", script, chaos.redis.url, "1000"],
         capture_output=True,
@@ -692,11 +694,11 @@ def test_p21_sink_outage(chaos: Chaos, postgres_url: str) -> None:
     direct = psycopg.connect(postgres_url, autocommit=True)
 
     def stored() -> int:
-        return int(
-            direct.execute(
-                sql.SQL("SELECT count(*) FROM {}.records").format(sql.Identifier(schema))
-            ).fetchone()[0]
-        )  # type: ignore[index]
+        row = direct.execute(
+            sql.SQL("SELECT count(*) FROM {}.records").format(sql.Identifier(schema))
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
 
     def acked() -> int:
         with chaos.client() as client:

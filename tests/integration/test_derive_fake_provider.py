@@ -8,6 +8,7 @@ must read back the token counts, text, finish reason and ids the server says it 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from rawtap.consumer import derive
 from rawtap.consumer.fake_provider import Exchange, FakeProvider
 from rawtap.shared import Chunk, Record
 
-MSGS = [{"role": "user", "content": "Say something about rawtap, please."}]
+MSGS: list[Any] = [{"role": "user", "content": "Say something about rawtap, please."}]
 
 
 @pytest.fixture(scope="module")
@@ -31,25 +32,25 @@ def exchanges() -> Iterator[list[Exchange]]:
         an = Anthropic(api_key="sk-ant", base_url=fake.anthropic_base_url, max_retries=0)
         gm = genai.Client(api_key="k", http_options=fake.gemini_http_options())
         for model in ("gpt-4o-mini", "fake-gzip", "fake-gzip-no-trailer"):
-            oa.chat.completions.create(model=model, messages=MSGS)  # type: ignore[arg-type]
+            oa.chat.completions.create(model=model, messages=MSGS)
             list(
                 oa.chat.completions.create(
                     model=model, messages=MSGS, stream=True, stream_options={"include_usage": True}
                 )
-            )  # type: ignore[arg-type]
-        list(oa.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))  # type: ignore[arg-type]
+            )
+        list(oa.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))
         oa.responses.create(model="gpt-4.1", input="hi")
         list(oa.responses.create(model="gpt-4.1", input="hi", stream=True))
-        orr.chat.completions.create(model="openai/gpt-4o", messages=MSGS)  # type: ignore[arg-type]
-        list(orr.chat.completions.create(model="openai/gpt-4o", messages=MSGS, stream=True))  # type: ignore[arg-type]
-        an.messages.create(model="claude-test", max_tokens=50, messages=MSGS)  # type: ignore[arg-type]
-        with an.messages.stream(model="claude-test", max_tokens=50, messages=MSGS) as s:  # type: ignore[arg-type]
+        orr.chat.completions.create(model="openai/gpt-4o", messages=MSGS)
+        list(orr.chat.completions.create(model="openai/gpt-4o", messages=MSGS, stream=True))
+        an.messages.create(model="claude-test", max_tokens=50, messages=MSGS)
+        with an.messages.stream(model="claude-test", max_tokens=50, messages=MSGS) as s:
             s.get_final_message()
         gm.models.generate_content(model="gemini-2.5-flash", contents="hi")
         list(gm.models.generate_content_stream(model="gemini-2.5-flash", contents="hi"))
         list(gm.models.generate_content_stream(model="fake-long-40", contents="hi"))
         with pytest.raises(openai.RateLimitError):
-            oa.chat.completions.create(model="fake-429", messages=MSGS)  # type: ignore[arg-type]
+            oa.chat.completions.create(model="fake-429", messages=MSGS)
         oa.close()
         orr.close()
         an.close()

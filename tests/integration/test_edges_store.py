@@ -45,6 +45,7 @@ from rawtap.shared import (
 )
 from tests.support.cli import run_cli
 from tests.support.pipeline import wait_until, worker_thread
+from tests.support.streams import xadd_entry, xrange_entries
 
 I64_MAX = 2**63 - 1
 CHAT = "https://api.openai.com/v1/chat/completions"
@@ -137,14 +138,11 @@ def _worker(redis_url: str, prefix: str, store: Store, **kw: Any) -> Worker:
 
 def _push(client: redis.Redis, prefix: str, *entries: dict[bytes, bytes]) -> list[bytes]:
     stream = StreamNames(prefix).shard(0)
-    return [client.xadd(stream, e) for e in entries]  # type: ignore[arg-type,misc]
+    return [xadd_entry(client, stream, e) for e in entries]
 
 
 def _letters(client: redis.Redis, prefix: str) -> list[dict[bytes, bytes]]:
-    entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange(  # type: ignore[assignment]
-        StreamNames(prefix).dead_letters
-    )
-    return [f for _, f in entries]
+    return [f for _, f in xrange_entries(client, StreamNames(prefix).dead_letters)]
 
 
 def _run_until(worker: Worker, done: Callable[[], bool], what: str, timeout: float = 60.0) -> float:

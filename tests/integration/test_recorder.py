@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,14 +21,15 @@ from rawtap.producer import Failed, MemoryWarning, Recorded, Recorder
 from rawtap.shared import StreamNames, decode_entry, decode_report, is_report
 from tests.support.pipeline import wait_until
 from tests.support.services import RedisServer, free_port, private_redis
+from tests.support.streams import xrange_entries
 
 BODY_2K = b'{"choices":[{"text":"' + b"x" * 2000 + b'"}]}'
 
 
 def _entries(client: redis.Redis, prefix: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """Record entries of the stream (producer reports left out)."""
-    entries = client.xrange(StreamNames(prefix).shard(0))
-    return [(i, f) for i, f in entries if not is_report(f)]  # type: ignore[misc]
+    entries = xrange_entries(client, StreamNames(prefix).shard(0))
+    return [(i, f) for i, f in entries if not is_report(f)]
 
 
 def test_nothing_starts_at_import_or_construction_and_writer_starts_on_first_record() -> None:
@@ -308,7 +310,7 @@ def test_oversized_bodies_are_truncated_with_a_marker(
     "bad",
     [{"max_memory_mb": 0}, {"redis_url": "mysql://x"}, {"redis_url": "redis://127.0.0.1:63x9/0"}],
 )
-def test_invalid_settings_fail_at_construction_not_later(bad: dict[str, object]) -> None:
+def test_invalid_settings_fail_at_construction_not_later(bad: dict[str, Any]) -> None:
     from rawtap.shared import ConfigError
 
     with pytest.raises(ConfigError):
@@ -327,7 +329,7 @@ def test_reports_go_out_under_sustained_load_not_only_when_idle(
     stream = StreamNames(stream_prefix).shard(0)
 
     def reports() -> list[dict[bytes, bytes]]:
-        return [f for _, f in redis_client.xrange(stream) if is_report(f)]
+        return [f for _, f in xrange_entries(redis_client, stream) if is_report(f)]
 
     # A report naming every accepted record, while the writer still had records to send.
     wait_until(

@@ -63,7 +63,9 @@ def _words(reply: SyntheticResponse) -> str:
     return derive(_record(reply)).text or ""
 
 
-def test_openai_sdk_reads_replayed_json_and_stream(server: ReplayServer, replies) -> None:  # type: ignore[no-untyped-def]
+def test_openai_sdk_reads_replayed_json_and_stream(
+    server: ReplayServer, replies: dict[str, SyntheticResponse]
+) -> None:
     from openai import OpenAI
 
     client = OpenAI(api_key="sk-test", base_url=server.url + "/v1", max_retries=0)
@@ -81,7 +83,9 @@ def test_openai_sdk_reads_replayed_json_and_stream(server: ReplayServer, replies
     client.close()
 
 
-def test_openai_sdk_reads_replayed_stream(sink_url: str, replies) -> None:  # type: ignore[no-untyped-def]
+def test_openai_sdk_reads_replayed_stream(
+    sink_url: str, replies: dict[str, SyntheticResponse]
+) -> None:
     from openai import OpenAI
 
     record = _record(replies["openai-stream"])
@@ -96,15 +100,19 @@ def test_openai_sdk_reads_replayed_stream(sink_url: str, replies) -> None:  # ty
     assert srv.misses == []
 
 
-def test_anthropic_sdk_reads_replayed_json_and_stream(server: ReplayServer, replies) -> None:  # type: ignore[no-untyped-def]
+def test_anthropic_sdk_reads_replayed_json_and_stream(
+    server: ReplayServer, replies: dict[str, SyntheticResponse]
+) -> None:
     from anthropic import Anthropic
+    from anthropic.types import TextBlock
 
     client = Anthropic(api_key="sk-ant-test", base_url=server.url, max_retries=0)
     expected = derive(_record(replies["anthropic"]))
     message = client.messages.create(
         model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
     )
-    assert message.content[0].text == expected.text  # type: ignore[union-attr]
+    assert isinstance(message.content[0], TextBlock)
+    assert message.content[0].text == expected.text
     assert (message.usage.input_tokens, message.usage.output_tokens) == (
         expected.input_tokens,
         expected.output_tokens,
@@ -114,12 +122,15 @@ def test_anthropic_sdk_reads_replayed_json_and_stream(server: ReplayServer, repl
         model="claude-test", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
     ) as stream:
         final = stream.get_final_message()
-    assert final.content[0].text == streamed.text  # type: ignore[union-attr]
+    assert isinstance(final.content[0], TextBlock)
+    assert final.content[0].text == streamed.text
     assert final.usage.output_tokens == streamed.output_tokens
     client.close()
 
 
-def test_gemini_sdk_reads_replayed_json_and_stream(server: ReplayServer, replies) -> None:  # type: ignore[no-untyped-def]
+def test_gemini_sdk_reads_replayed_json_and_stream(
+    server: ReplayServer, replies: dict[str, SyntheticResponse]
+) -> None:
     from google import genai
     from google.genai import types
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -177,9 +178,9 @@ def test_default_miss_bound_is_the_documented_1000() -> None:
         assert server.misses[0] == "GET /nothing/10"
 
 
-def _wait_for(predicate: object, what: str, timeout: float = 20) -> None:
+def _wait_for(predicate: Callable[[], object], what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         assert time.monotonic() < deadline, f"never saw {what}"
         time.sleep(0.01)
 

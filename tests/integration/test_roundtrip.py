@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,9 @@ def _stored(sink: SqliteSink, producer_id: str) -> dict[int, Record]:
 
 
 @pytest.fixture
-def pipeline(redis_url: str, stream_prefix: str, tmp_path):  # type: ignore[no-untyped-def]
+def pipeline(
+    redis_url: str, stream_prefix: str, tmp_path: Path
+) -> Iterator[tuple[Recorder, SqliteSink]]:
     sink = SqliteSink(tmp_path / "rt.db")
     recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix, service="svc-test")
     worker = Worker(
@@ -34,7 +38,9 @@ def pipeline(redis_url: str, stream_prefix: str, tmp_path):  # type: ignore[no-u
     sink.close()
 
 
-def test_json_stream_binary_and_empty_bodies_round_trip_exactly(pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_json_stream_binary_and_empty_bodies_round_trip_exactly(
+    pipeline: tuple[Recorder, SqliteSink],
+) -> None:
     recorder, sink = pipeline
     started = time.time_ns()
     json_body = b'{"id":"chatcmpl-1","choices":[{"message":{"content":"caf\xc3\xa9"}}]}'
@@ -107,7 +113,9 @@ def test_json_stream_binary_and_empty_bodies_round_trip_exactly(pipeline) -> Non
     assert len({r.record_id for r in rows.values()}) == 5
 
 
-def test_str_json_and_sdk_object_responses_say_which_form_they_came_in(pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_str_json_and_sdk_object_responses_say_which_form_they_came_in(
+    pipeline: tuple[Recorder, SqliteSink],
+) -> None:
     from pydantic import BaseModel
 
     class Message(BaseModel):

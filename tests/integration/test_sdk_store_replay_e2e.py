@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from rawtap.consumer import ReplayServer, Worker, open_sink
 from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder
@@ -74,7 +76,7 @@ def test_real_sdk_calls_are_stored_byte_exact_and_replay_identically(
     redis_url: str,
     stream_prefix: str,
     sink_url: str,
-    capsysbinary,  # type: ignore[no-untyped-def]
+    capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
     recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix)
     with open_sink(sink_url) as store:

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -35,7 +37,7 @@ def store(store_url: str) -> Iterator[Store]:
         yield s
 
 
-def _execute(store: Store, statement: str, *params: object) -> list[tuple[object, ...]]:
+def _execute(store: Store, statement: str, *params: object) -> list[tuple[Any, ...]]:
     """Run SQL written with ``?`` placeholders on either store."""
     if isinstance(store, PostgresSink):
         return store.execute(statement.replace("?", "%s"), params)
@@ -129,8 +131,8 @@ def test_queries_filter_order_and_count(store: Store) -> None:
     store.write(records, 5, [derive(r) for r in records])
     ids = [r.record_id for r in records]
 
-    def listed(**filters: object) -> list[str]:
-        return [s.record_id for s in store.summaries(RecordQuery(**filters), limit=100)]  # type: ignore[arg-type]
+    def listed(**filters: Any) -> list[str]:
+        return [s.record_id for s in store.summaries(RecordQuery(**filters), limit=100)]
 
     assert listed() == ids[::-1]  # newest first
     assert [s.record_id for s in store.summaries(RecordQuery(), newest_first=False)] == ids
@@ -195,7 +197,7 @@ def test_unreadable_rows_are_reported_not_fatal(store: Store) -> None:
     )
     newer = orjson.loads(
         _execute(store, "SELECT envelope FROM records WHERE record_id = ?", future.record_id)[0][0]
-    )  # type: ignore[arg-type]
+    )
     newer["schema_version"] = SCHEMA_VERSION + 1
     _execute(
         store,
@@ -305,7 +307,7 @@ def test_postgres_outage_is_a_sink_error_then_recovers(postgres_url: str, pg_sch
         assert store.count() == 2
 
 
-def test_sqlite_v1_database_is_upgraded_in_place(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
     from rawtap.consumer._rows import migration_scripts

@@ -12,6 +12,8 @@ import gzip
 import random
 from typing import Any
 
+import pytest
+
 from rawtap.consumer import ReplayServer, Worker, open_sink
 from rawtap.consumer._synthetic import anthropic, gemini, openai
 from rawtap.producer import Recorder
@@ -32,14 +34,14 @@ def _sdk_results(url: str) -> dict[str, Any]:
     gm = genai.Client(
         api_key="k", http_options=types.HttpOptions(base_url=url, api_version="v1beta")
     )
-    msgs = [{"role": "user", "content": "hi"}]
-    chat = oa.chat.completions.create(model="gpt-4o-mini", messages=msgs)  # type: ignore[arg-type]
+    msgs: list[Any] = [{"role": "user", "content": "hi"}]
+    chat = oa.chat.completions.create(model="gpt-4o-mini", messages=msgs)
     chat_stream = [
         c.model_dump()
         for c in oa.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
-    ]  # type: ignore[arg-type]
-    message = an.messages.create(model="claude-test", max_tokens=5, messages=msgs)  # type: ignore[arg-type]
-    with an.messages.stream(model="claude-test", max_tokens=5, messages=msgs) as s:  # type: ignore[arg-type]
+    ]
+    message = an.messages.create(model="claude-test", max_tokens=5, messages=msgs)
+    with an.messages.stream(model="claude-test", max_tokens=5, messages=msgs) as s:
         streamed = s.get_final_message()
     gem = gm.models.generate_content(model="gemini-2.5-flash", contents="hi")
     gem_stream = [
@@ -61,7 +63,7 @@ def test_recorded_bytes_survive_the_store_and_replay_identically(
     redis_url: str,
     stream_prefix: str,
     sink_url: str,
-    capsysbinary,  # type: ignore[no-untyped-def]
+    capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
     rng = random.Random(99)
     replies = [

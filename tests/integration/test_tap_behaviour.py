@@ -280,7 +280,12 @@ def test_legacy_httpx_clients_are_tapped_too(fake: FakeProvider, captured: Captu
 
     recorder = captured.recorder
     sync_client = recorder.instrument(
-        openai.OpenAI(api_key=API_KEY, base_url=fake.openai_base_url, http_client=httpx.Client())
+        # The point of the test: a legacy httpx client, which the SDK's types no longer name.
+        openai.OpenAI(
+            api_key=API_KEY,
+            base_url=fake.openai_base_url,
+            http_client=httpx.Client(),  # type: ignore[arg-type]
+        )
     )
     assert type(sync_client._client._transport).__mro__[2] is httpx.BaseTransport
     try:
@@ -291,7 +296,9 @@ def test_legacy_httpx_clients_are_tapped_too(fake: FakeProvider, captured: Captu
     async def main() -> Any:
         client = recorder.instrument(
             openai.AsyncOpenAI(
-                api_key=API_KEY, base_url=fake.openai_base_url, http_client=httpx.AsyncClient()
+                api_key=API_KEY,
+                base_url=fake.openai_base_url,
+                http_client=httpx.AsyncClient(),  # type: ignore[arg-type]
             )
         )
         try:
@@ -340,7 +347,8 @@ def test_provider_is_inferred_from_the_client() -> None:
     from google import genai
 
     recorder = Recorder(redis_url="redis://127.0.0.1:1/0")
-    clients = {
+    # Any: four unrelated SDK client types, each read through its own private attributes.
+    clients: dict[str, Any] = {
         "openai": openai.OpenAI(api_key="x"),
         "openrouter": openai.OpenAI(api_key="x", base_url="https://openrouter.ai/api/v1"),
         "anthropic": anthropic.Anthropic(api_key="x"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
@@ -71,6 +71,7 @@ def _first_stream_items(fake: FakeProvider, recorder: Recorder, sdk: str) -> tup
         genai.Client(api_key=API_KEY, http_options=fake.gemini_http_options())
     )
     gen = client.models.generate_content_stream(model="fake-slow", contents="Say something.")
+    assert isinstance(gen, Generator)  # typed Iterator, but a generator: it has close()
     return client, (gen, next(gen), gen.close)
 
 
@@ -299,7 +300,9 @@ def test_genai_async_works_across_event_loops(fake: FakeProvider, captured: Capt
         r = await client.aio.models.generate_content(model="fake-normal", contents="Hi.")
         # google-genai cannot close a finished loop's pool later (its sockets would be
         # left to the GC): close this loop's own pool before the loop ends.
-        await client._api_client._async_httpx_client._client_for_running_loop().aclose()
+        # Any: genai types this as a plain (optional) AsyncClient, not its per-loop mixin.
+        pool: Any = client._api_client._async_httpx_client
+        await pool._client_for_running_loop().aclose()
         return r.text
 
     try:

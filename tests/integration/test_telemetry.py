@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -33,6 +33,7 @@ from rawtap.shared import Record, StreamNames, encode_entry
 from tests.support.otel import MemoryTelemetry, memory_telemetry, points, value
 from tests.support.pipeline import wait_until, worker_thread
 from tests.support.records import make_record
+from tests.support.streams import xadd_entry
 from tests.support.tap import API_KEY, MESSAGES
 
 pytestmark = pytest.mark.redis
@@ -202,7 +203,8 @@ def test_gen_ai_attributes_and_token_counts_equal_the_fake_providers(run: Run) -
         assert attrs["gen_ai.usage.output_tokens"] == exchange.usage.output_tokens
         assert attrs["gen_ai.response.id"] == exchange.response_id
         assert attrs["gen_ai.response.model"] == exchange.model
-        assert tuple(attrs["gen_ai.response.finish_reasons"]) == (exchange.finish_reason,)
+        finish_reasons = cast(Sequence[str], attrs["gen_ai.response.finish_reasons"])
+        assert tuple(finish_reasons) == (exchange.finish_reason,)
         assert attrs["gen_ai.request.stream"] is exchange.stream
         assert "error.type" not in attrs
 
@@ -281,9 +283,9 @@ def test_batch_spans_follow_messaging_conventions_and_link_every_record(run: Run
                 link.context.trace_id,
                 link.context.span_id,
             )
-    assert sum(int((s.attributes or {})["messaging.batch.message_count"]) for s in batches) == (
-        run.entries
-    )
+    assert sum(
+        int(cast(int, (s.attributes or {})["messaging.batch.message_count"])) for s in batches
+    ) == (run.entries)
     assert set(linked) == {r.record_id for r in run.records}
     for record in run.traced:
         assert linked[record.record_id] == (run.caller.trace_id, run.caller.span_id)
@@ -381,11 +383,11 @@ def test_ledger_gauges_count_gaps_dead_letters_and_trimmed(
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     for seq in (0, 2):  # seq 1 never arrives: a gap
-        redis_client.xadd(stream, encode_entry(_of("c" * 16, seq)))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(_of("c" * 16, seq)))
     redis_client.xadd(stream, {b"v": b"1", b"env": b"not json"})  # undecodable: dead letter
     # An entry read by w1, then trimmed away while pending.
     redis_client.xgroup_create(stream, "rawtap", id="0")
-    doomed = redis_client.xadd(stream, encode_entry(_of("d" * 16, 0)))  # type: ignore[arg-type]
+    doomed = xadd_entry(redis_client, stream, encode_entry(_of("d" * 16, 0)))
     redis_client.xreadgroup("rawtap", "w1", {stream: ">"}, count=10)
     redis_client.xdel(stream, doomed)
     memory = memory_telemetry(telemetry_ledger_interval_s=0.001)
@@ -414,8 +416,8 @@ def test_a_record_delivered_twice_gives_the_same_span(
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     record = make_record(traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
-    redis_client.xadd(stream, encode_entry(record))  # type: ignore[arg-type]
-    redis_client.xadd(stream, encode_entry(record))  # type: ignore[arg-type]  # a producer retry
+    xadd_entry(redis_client, stream, encode_entry(record))
+    xadd_entry(redis_client, stream, encode_entry(record))  # a producer retry
     memory = memory_telemetry()
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _run_worker(redis_url, stream_prefix, sink, memory, lambda w: w.stats.acked >= 2)
@@ -434,7 +436,7 @@ def test_an_unsampled_caller_gets_no_span(
     sampled = make_record(traceparent="00-" + "3" * 32 + "-" + "4" * 16 + "-01")
     unsampled = make_record(traceparent="00-" + "5" * 32 + "-" + "6" * 16 + "-00")
     for record in (sampled, unsampled):
-        redis_client.xadd(stream, encode_entry(record))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(record))
     memory = memory_telemetry()
     with SqliteSink(tmp_path / "s.db") as sink:
         _run_worker(redis_url, stream_prefix, sink, memory, lambda w: w.stats.acked >= 2)

@@ -15,6 +15,7 @@ from rawtap.shared import ConfigError, StreamNames, encode_entry
 from tests.support.otel import memory_telemetry, value
 from tests.support.pipeline import wait_until, worker_thread
 from tests.support.records import make_record
+from tests.support.streams import xadd_entry
 
 _OTEL = (
     "OTEL_SDK_DISABLED",
@@ -138,7 +139,7 @@ def test_failing_telemetry_never_stops_persistence(
     stream = StreamNames(stream_prefix).shard(0)
     records = [make_record() for _ in range(20)]
     for record in records:
-        redis_client.xadd(stream, encode_entry(record))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(record))
     memory = memory_telemetry()
     memory.telemetry._processor.add_span_processor(_Exploding())
     with SqliteSink(tmp_path / "s.db") as sink:

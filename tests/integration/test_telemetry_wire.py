@@ -22,6 +22,7 @@ from rawtap.shared import StreamNames, encode_entry
 from tests.support.otlp import OtlpReceiver, attributes
 from tests.support.pipeline import spawn_worker, wait_until
 from tests.support.records import make_record
+from tests.support.streams import xadd_entry
 
 pytestmark = pytest.mark.redis
 
@@ -42,7 +43,7 @@ def _store(redis_client: redis.Redis, prefix: str, n: int, traced: bool = True) 
             traceparent=f"00-{CALLER_TRACE}-{CALLER_SPAN}-01" if traced else None,
             service="wire-service",
         )
-        redis_client.xadd(stream, encode_entry(record))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(record))
         ids.append(record.record_id)
     return ids
 

@@ -6,6 +6,8 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -15,6 +17,7 @@ from rawtap.consumer._derived import Derived
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry, make_record_id
 from tests.support.pipeline import drain, spawn_worker, wait_until, worker_thread
+from tests.support.streams import xadd_entry, xrange_entries
 
 
 def _record(seq: int, producer_id: str = "f" * 16, body: bytes = b"{}") -> Record:
@@ -30,7 +33,7 @@ def _record(seq: int, producer_id: str = "f" * 16, body: bytes = b"{}") -> Recor
     )
 
 
-def _worker(redis_url: str, prefix: str, sink: SqliteSink, **kw: object) -> Worker:
+def _worker(redis_url: str, prefix: str, sink: SqliteSink, **kw: Any) -> Worker:
     return Worker(
         redis_url=redis_url,
         stream_prefix=prefix,
@@ -49,12 +52,12 @@ def _pending(client: redis.Redis, stream: str, consumer: str | None = None) -> i
 
 
 def test_same_entry_twice_makes_one_row(
-    redis_url: str, stream_prefix: str, redis_client: redis.Redis, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    redis_url: str, stream_prefix: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     rec = _record(0)
-    redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]
-    redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]  # producer retry
+    xadd_entry(redis_client, stream, encode_entry(rec))
+    xadd_entry(redis_client, stream, encode_entry(rec))  # producer retry
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
         with worker_thread(worker):
@@ -68,7 +71,7 @@ def test_same_entry_twice_makes_one_row(
 def test_records_written_before_any_worker_existed_are_consumed(
     redis_url: str,
     stream_prefix: str,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     with Recorder(redis_url=redis_url, stream_prefix=stream_prefix) as recorder:
         for i in range(300):
@@ -84,18 +87,18 @@ def test_restarted_worker_processes_its_pending_entries_before_new_ones(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     redis_client.xgroup_create(stream, "rawtap", id="0", mkstream=True)
     old = [_record(i) for i in range(5)]
     for rec in old:
-        redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(rec))
     # A worker named w-crash read them and died before committing.
     redis_client.xreadgroup("rawtap", "w-crash", {stream: ">"}, count=10)
     new = [_record(i) for i in range(5, 10)]
     for rec in new:
-        redis_client.xadd(stream, encode_entry(rec))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(rec))
     assert _pending(redis_client, stream, "w-crash") == 5
 
     with SqliteSink(tmp_path / "s.db") as sink:
@@ -129,13 +132,13 @@ def test_failed_commits_acknowledge_nothing_and_are_retried(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     sink = _FlakySink(str(tmp_path / "s.db"), failures=3)
     worker = _worker(redis_url, stream_prefix, sink, batch_size=20)
     for i in range(50):
-        redis_client.xadd(stream, encode_entry(_record(i)))  # type: ignore[arg-type]
+        xadd_entry(redis_client, stream, encode_entry(_record(i)))
     pending_seen: list[int] = []
     with worker_thread(worker):
         wait_until(lambda: worker.stats.sink_errors >= 1, what="a failed commit")
@@ -152,20 +155,20 @@ def test_undecodable_entries_are_dead_lettered_and_others_keep_flowing(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     names = StreamNames(stream_prefix)
     good = _record(0)
     bad_id = redis_client.xadd(
         names.shard(0), {b"v": b"1", b"env": b"\xff not json", b"req": b"", b"body": b""}
     )
-    redis_client.xadd(names.shard(0), encode_entry(good))  # type: ignore[arg-type]
+    xadd_entry(redis_client, names.shard(0), encode_entry(good))
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
         with worker_thread(worker):
             drain(sink, good.producer_id, 1)
             wait_until(lambda: worker.stats.dead_lettered == 1, what="a dead letter")
-    ((_letter_id, letter),) = redis_client.xrange(names.dead_letters)
+    ((_letter_id, letter),) = xrange_entries(redis_client, names.dead_letters)
     assert letter[b"origin_id"] == bad_id
     assert b"not valid JSON" in letter[b"error"]
     assert letter[b"f:env"] == b"\xff not json"  # the original bytes, kept for requeue
@@ -176,17 +179,17 @@ def test_lost_group_is_recreated_and_new_records_flow(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
         with worker_thread(worker):
-            redis_client.xadd(stream, encode_entry(_record(0)))  # type: ignore[arg-type]
+            xadd_entry(redis_client, stream, encode_entry(_record(0)))
             drain(sink, "f" * 16, 1)
             redis_client.delete(stream)  # what a Redis restarted without persistence looks like
             wait_until(lambda: worker.stats.groups_created == 2, 20, "the group recreated")
-            redis_client.xadd(stream, encode_entry(_record(1)))  # type: ignore[arg-type]
+            xadd_entry(redis_client, stream, encode_entry(_record(1)))
             drain(sink, "f" * 16, 2)
         assert worker.stats.groups_created == 2
 
@@ -195,7 +198,7 @@ def test_sigterm_mid_stream_commits_the_batch_in_hand_and_exits_zero(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     stream = StreamNames(stream_prefix).shard(0)
     db = tmp_path / "w.db"
@@ -247,9 +250,9 @@ def test_sigterm_mid_stream_commits_the_batch_in_hand_and_exits_zero(
 def test_idle_worker_reports_idle_and_logs_nothing(
     redis_url: str,
     stream_prefix: str,
-    tmp_path,
-    caplog,
-    block_ms: int,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    block_ms: int,
 ) -> None:
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
@@ -265,7 +268,7 @@ def test_garbage_that_the_ledger_cannot_hold_never_stops_the_worker(
     redis_url: str,
     stream_prefix: str,
     redis_client: redis.Redis,
-    tmp_path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     import orjson
 
@@ -277,7 +280,7 @@ def test_garbage_that_the_ledger_cannot_hold_never_stops_the_worker(
         {b"v": b"1", b"env": envelope, b"req": b"", b"body": b"", b"rid": b"r\x00id"},
     )
     good = _record(0)
-    redis_client.xadd(names.shard(0), encode_entry(good))  # type: ignore[arg-type]
+    xadd_entry(redis_client, names.shard(0), encode_entry(good))
     with SqliteSink(tmp_path / "s.db") as sink:
         worker = _worker(redis_url, stream_prefix, sink)
         with worker_thread(worker):

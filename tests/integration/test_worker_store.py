@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 from rawtap.consumer import RecordQuery, Worker, open_sink
-from rawtap.consumer._synthetic import anthropic, gemini, openai
+from rawtap.consumer._synthetic import SyntheticResponse, anthropic, gemini, openai
 from rawtap.producer import Recorder
 from tests.support.pipeline import drain, wait_until, worker_thread
 from tests.support.records import make_record
@@ -34,7 +35,7 @@ def test_worker_derives_and_applies_retention(
         recorder = Recorder(redis_url=redis_url, stream_prefix=stream_prefix)
         with worker_thread(worker):
             for reply in replies:
-                details = {"chunks": reply.chunks} if reply.stream else {}
+                details: dict[str, Any] = {"chunks": reply.chunks} if reply.stream else {}
                 recorder.record(
                     reply.provider,
                     reply.body if not reply.stream else None,
@@ -44,7 +45,7 @@ def test_worker_derives_and_applies_retention(
                     url=reply.url,
                     request_body=reply.request_body,
                     stream=reply.stream,
-                    **details,  # type: ignore[arg-type]
+                    **details,
                 )
             recorder.record("openai", b"{not json", None, "sess-w", status=200,
                             url="https://api.openai.com/v1/chat/completions")  # fmt: skip
@@ -71,7 +72,7 @@ def test_worker_derives_and_applies_retention(
         assert stored[3].record.body == b"{not json"  # the raw record is intact
 
 
-def orjson_usage(reply) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def orjson_usage(reply: SyntheticResponse) -> tuple[int, int]:
     """The token counts the synthetic reply carries, read straight from its payload."""
     import orjson
 

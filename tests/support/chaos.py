@@ -67,6 +67,12 @@ class Chaos:
     recorders: list[Recorder] = field(default_factory=list)
 
     @property
+    def server(self) -> RedisServer:
+        """The single Redis server, for scenarios that kill or pause it (never a cluster)."""
+        assert isinstance(self.redis, RedisServer), "this scenario needs a single Redis server"
+        return self.redis
+
+    @property
     def stream(self) -> str:
         """The stream key of shard 0 (the only one unless ``shards`` > 1)."""
         return StreamNames(self.prefix).shard(0)
@@ -159,7 +165,7 @@ class Chaos:
         """What a worker wrote to stdout/stderr so far."""
         return (self.tmp / f"{consumer}.log").read_text()
 
-    def recorder(self, **settings: object) -> Recorder:
+    def recorder(self, **settings: Any) -> Recorder:
         """A producer on this scenario's stream, spilling into the scenario's directory."""
         settings.setdefault("spill_dir", str(self.tmp / "spill"))
         settings.setdefault("shards", self.shards)
@@ -247,7 +253,7 @@ class Chaos:
             lost = set(_expand(balance.missing))
             for reason, n in balance.dropped.items():
                 total.lost_by_reason[reason] = total.lost_by_reason.get(reason, 0) + n
-            dropped = set()
+            dropped: set[int] = set()
             for reason, count in stats.dropped.items():
                 if reason != "buffer_full":  # refused at the door: never accepted
                     assert balance.dropped.get(reason) == count, (pid, reason, balance.dropped)

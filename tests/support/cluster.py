@@ -158,7 +158,7 @@ class LocalCluster:
 
     @staticmethod
     def _primaries(client: redis.Redis) -> list[int]:
-        raw = client.execute_command("CLUSTER", "NODES")
+        raw = client.execute_command("CLUSTER", "NODES")  # type: ignore[no-untyped-call]
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         out = []
         for line in text.splitlines():

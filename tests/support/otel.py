@@ -47,7 +47,7 @@ def memory_telemetry(**settings: Any) -> MemoryTelemetry:
 
 def points(data: MetricsData, name: str) -> list[tuple[dict[str, Any], Any]]:
     """(attributes, data point) of every point of the metric called ``name``."""
-    out = []
+    out: list[tuple[dict[str, Any], Any]] = []
     for metric in _metrics(data):
         if metric.name == name:
             out.extend((dict(p.attributes or {}), p) for p in metric.data.data_points)

@@ -118,6 +118,7 @@ def attributes(items: Any) -> dict[str, Any]:
         kind = kv.value.WhichOneof("value")
         raw = getattr(kv.value, kind) if kind else None
         if kind == "array_value":
+            assert raw is not None
             raw = [getattr(v, v.WhichOneof("value")) for v in raw.values]
         out[kv.key] = raw
     return out

@@ -12,7 +12,7 @@ Retries: ``retries`` is the SDK's own retry budget (OpenAI/Anthropic
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -300,7 +300,7 @@ _SYNC: dict[str, Callable[[FakeProvider, str, bool, int], Parsed]] = {
     "anthropic": _anthropic,
     "gemini": _gemini,
 }
-_ASYNC: dict[str, Callable[[FakeProvider, str, bool, int], Awaitable[Parsed]]] = {
+_ASYNC: dict[str, Callable[[FakeProvider, str, bool, int], Coroutine[Any, Any, Parsed]]] = {
     "openai-chat": lambda f, m, s, r: _openai_chat_async(f, m, s, r, "openai"),
     "openrouter": lambda f, m, s, r: _openai_chat_async(f, m, s, r, "openrouter"),
     "openai-responses": _openai_responses_async,

@@ -20,11 +20,14 @@ import redis
 from rawtap.consumer.fake_provider import Exchange, FakeProvider
 from rawtap.producer import Recorder
 from rawtap.shared import Record, decode_entry
+from tests.support.streams import xrange_entries
 
 API_KEY = "sk-rawtap-test-4f1c2a9e7d3b6c5a"
 """The key every tapped test client sends; no stored byte may contain it."""
 
-MESSAGES = [{"role": "user", "content": "Say something."}]
+# Any: the same user turn goes to OpenAI, Anthropic and Gemini, whose SDKs each type
+# it as their own TypedDict; no one static type fits all three.
+MESSAGES: list[Any] = [{"role": "user", "content": "Say something."}]
 
 SDK_VERSIONS = {
     name: importlib.metadata.version(name) for name in ("openai", "anthropic", "google-genai")
@@ -46,7 +49,7 @@ def stream_records(client: redis.Redis, prefix: str) -> list[Record]:
     for key in client.scan_iter(match=f"{prefix}:*"):
         if key.endswith(b"{dead}"):
             continue
-        records.extend(decode_entry(fields) for _id, fields in client.xrange(key))
+        records.extend(decode_entry(fields) for _id, fields in xrange_entries(client, key))
     return sorted(records, key=lambda r: r.seq)
 
 
@@ -54,7 +57,7 @@ def raw_stream_bytes(client: redis.Redis, prefix: str) -> bytes:
     """Every field of every entry under ``prefix``, concatenated (for secret scans)."""
     out = bytearray()
     for key in client.scan_iter(match=f"{prefix}:*"):
-        for _id, fields in client.xrange(key):
+        for _id, fields in xrange_entries(client, key):
             for name, value in fields.items():
                 out += name + b"=" + value + b"\n"
     return bytes(out)

@@ -6,6 +6,7 @@ import contextlib
 import selectors
 import socket
 import threading
+from typing import cast
 
 
 class TcpProxy:
@@ -72,7 +73,7 @@ class TcpProxy:
             sel.register(b, selectors.EVENT_READ, a)
             while True:
                 for key, _ in sel.select(timeout=1):
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    data = cast(socket.socket, key.fileobj).recv(65536)
                     if not data:
                         return
                     key.data.sendall(data)

@@ -14,12 +14,13 @@ import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import opentelemetry.sdk.environment_variables as otel_env
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from rawtap.consumer._telemetry import TelemetrySettings, otel_configured
 from rawtap.shared import ProducerSettings, StreamNames, WorkerSettings, load_settings
@@ -32,8 +33,8 @@ RAWTAP_SERVICES = ("worker-1", "worker-2", "demo", "fake-provider")
 DEMO_VARIABLES = {"FAKE_PROVIDER_URL", "DEMO_INTERVAL_S", "DEMO_ITERATIONS"}
 
 
-def _settings_names(*classes: type) -> set[str]:
-    return {f"RAWTAP_{name.upper()}" for cls in classes for name in cls.model_fields}  # type: ignore[attr-defined]
+def _settings_names(*classes: type[BaseModel]) -> set[str]:
+    return {f"RAWTAP_{name.upper()}" for cls in classes for name in cls.model_fields}
 
 
 WORKER_NAMES = _settings_names(WorkerSettings, TelemetrySettings)
@@ -51,11 +52,11 @@ def _docs(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return _load(ROOT / "docker-compose.yml")  # type: ignore[no-any-return]
+    return cast(dict[str, Any], _load(ROOT / "docker-compose.yml"))
 
 
 def _services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return compose["services"]  # type: ignore[no-any-return]
+    return cast(dict[str, dict[str, Any]], compose["services"])
 
 
 def _settings_from(cls: type, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -342,7 +343,7 @@ def test_k8s_documents_are_well_formed_and_images_pinned() -> None:
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if doc["kind"] not in ("StatefulSet", "Deployment"):
         return []
-    return doc["spec"]["template"]["spec"]["containers"]  # type: ignore[no-any-return]
+    return cast(list[dict[str, Any]], doc["spec"]["template"]["spec"]["containers"])
 
 
 def test_k8s_worker_statefulset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from typing import Any
 
 import orjson
 import pytest
@@ -306,7 +307,7 @@ def test_anthropic_json_with_tool_use_and_cache_reads() -> None:
 
 
 def test_anthropic_stream_text_tool_input_and_usage() -> None:
-    message = {
+    message: dict[str, Any] = {
         "id": "msg_s",
         "type": "message",
         "role": "assistant",
@@ -357,13 +358,13 @@ def test_anthropic_error_event_in_stream() -> None:
 
 def _gemini(
     text: str | None, finish: str | None, usage: dict[str, int], call: object = None
-) -> object:
+) -> dict[str, Any]:
     parts: list[object] = []
     if text is not None:
         parts.append({"text": text})
     if call is not None:
         parts.append({"functionCall": call})
-    candidate: dict[str, object] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
     if finish:
         candidate["finishReason"] = finish
     return {
@@ -383,7 +384,7 @@ def test_gemini_json_with_function_call_thoughts_and_cache() -> None:
         "totalTokenCount": 57,
     }
     doc = _gemini("Sure.", "STOP", usage, call={"name": "search", "args": {"q": "rawtap"}})
-    doc["candidates"][0]["content"]["parts"].insert(0, {"text": "thinking…", "thought": True})  # type: ignore[index]
+    doc["candidates"][0]["content"]["parts"].insert(0, {"text": "thinking…", "thought": True})
     d = _ok(derive(make_record("gemini", orjson.dumps(doc), url=GEMINI)))
     assert d.parser == "gemini.generate"
     assert (d.model, d.response_id, d.text, d.finish_reason) == (

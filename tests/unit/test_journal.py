@@ -18,7 +18,6 @@ def _frames(n: int, size: int = 100) -> list[bytes]:
 def test_a_new_segment_is_locked_before_anyone_can_see_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rawtap.producer import _journal
 
     visible_when_locked: list[list[str]] = []
     real_flock = fcntl.flock
@@ -27,7 +26,7 @@ def test_a_new_segment_is_locked_before_anyone_can_see_it(
         visible_when_locked.append(sorted(p.name for p in tmp_path.glob("*.seg")))
         real_flock(fd, op)
 
-    monkeypatch.setattr(_journal.fcntl, "flock", spying_flock)
+    monkeypatch.setattr(fcntl, "flock", spying_flock)
     journal = SpillJournal(tmp_path, "a" * 16, 1 << 20)
     journal.append(_frames(1))
     monkeypatch.undo()
@@ -81,8 +80,6 @@ def test_a_new_segment_name_is_made_durable(
 ) -> None:
     import stat
 
-    from rawtap.producer import _journal
-
     synced: list[bool] = []  # True for a directory, False for a file
     real_fsync = os.fsync
 
@@ -90,6 +87,6 @@ def test_a_new_segment_name_is_made_durable(
         synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
         real_fsync(fd)
 
-    monkeypatch.setattr(_journal.os, "fsync", spying_fsync)
+    monkeypatch.setattr(os, "fsync", spying_fsync)
     SpillJournal(tmp_path, "a" * 16, 1 << 20).append(_frames(2))
     assert synced == [True, False]  # the directory entry, then the frames

@@ -201,8 +201,8 @@ def test_a_secret_only_derivation_joins_is_masked_in_derived_text() -> None:
     key = "sk-split-secret-abcdef0123456789"
 
     def event(delta: str) -> bytes:
-        doc = {"object": "chat.completion.chunk", "model": "m"}
-        doc["choices"] = [{"index": 0, "delta": {"content": delta}}]  # type: ignore[assignment]
+        doc: dict[str, Any] = {"object": "chat.completion.chunk", "model": "m"}
+        doc["choices"] = [{"index": 0, "delta": {"content": delta}}]
         return b"data: " + orjson.dumps(doc) + b"\n\n"
 
     chunks = [event("key: "), event(key[:5]), event(key[5:20]), event(key[20:]), event(" ok")]

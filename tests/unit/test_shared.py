@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import pytest
 
@@ -81,7 +83,9 @@ def test_record_ids_sort_by_time_and_are_unique_per_producer_and_seq() -> None:
         (lambda e: e.update({b"body": b"short"}), "chunk sizes add up to 18 bytes"),
     ],
 )
-def test_bad_entries_raise_a_codec_error_saying_what_is_wrong(mutate, message) -> None:  # type: ignore[no-untyped-def]
+def test_bad_entries_raise_a_codec_error_saying_what_is_wrong(
+    mutate: Callable[[dict[bytes, bytes]], object], message: str
+) -> None:
     entry = encode_entry(_record())
     mutate(entry)
     with pytest.raises(CodecError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -98,7 +102,9 @@ def test_stream_names_carry_hash_tags() -> None:
     assert names.dead_letters == "acme:{dead}"
 
 
-def test_settings_come_from_code_over_environment_over_defaults(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_settings_come_from_code_over_environment_over_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("RAWTAP_MAX_MEMORY_MB", "12")
     monkeypatch.setenv("RAWTAP_PROVIDERS", "OpenAI, anthropic")
     monkeypatch.setenv("RAWTAP_ENABLED", "false")
@@ -110,7 +116,7 @@ def test_settings_come_from_code_over_environment_over_defaults(monkeypatch) -> 
     assert load_settings(ProducerSettings).max_memory_mb == 12
 
 
-def test_invalid_settings_name_the_variable(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAWTAP_MAX_MEMORY_MB", "-1")
     with pytest.raises(ConfigError, match=r"RAWTAP_MAX_MEMORY_MB: Input should be greater than 0"):
         load_settings(ProducerSettings)

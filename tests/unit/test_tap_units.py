@@ -94,7 +94,12 @@ def test_close_during_cancellation_or_generator_finalization() -> None:
 def test_a_finalizer_never_takes_a_lock_this_thread_may_hold(monkeypatch: Any) -> None:
     recorder = Recorder(redis_url="redis://127.0.0.1:1/0", stream_prefix="unit-never-sent")
     calls: list[str] = []
-    monkeypatch.setattr(recorder, "record", lambda *a, **k: calls.append(k["end_state"]) or True)
+
+    def record(*a: Any, **k: Any) -> bool:
+        calls.append(k["end_state"])
+        return True
+
+    monkeypatch.setattr(recorder, "record", record)
     capture = _capture_for([b"x"], _Sink())
     capture.tap = Tap(recorder, "openai")
     lock: threading.Lock = recorder._buffer._lock
