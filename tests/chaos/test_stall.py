@@ -33,6 +33,25 @@ def server_pid(chaos: Chaos) -> int:
     return chaos.redis.proc.pid
 
 
+def run_stalled_or_refused(chaos: Chaos, stalled: bool, **spec: Any) -> dict[str, Any]:
+    """The probe's figures for 10 KB records at 2,000/s, 16 MB buffer, 1 GB journal bound,
+    2 s socket timeout, against this Redis SIGSTOPped or a closed port; ``spec`` overrides.
+    """
+    full: dict[str, Any] = {
+        "redis_url": chaos.redis.url if stalled else f"redis://127.0.0.1:{free_port()}/0",
+        "prefix": chaos.prefix,
+        "spill_max_mb": 1024,
+        "max_memory_mb": 16,
+        "size": 10_000,
+        "rate": 2000,
+        "socket_timeout_s": 2.0,
+        **spec,
+    }
+    if stalled:
+        full["stop_pid"] = server_pid(chaos)
+    return run_probe(full)
+
+
 def run_probe(spec: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
     """Run the probe process; its figures."""
     done = subprocess.run(
@@ -88,20 +107,7 @@ def test_close_accounts_for_every_accepted_record(chaos: Chaos, stalled: bool) -
     Stalled (SIGSTOP: the writer is stuck in a socket read when close() gives up)
     the records it held and those still buffered used to be counted nowhere.
     """
-    spec: dict[str, Any] = {
-        "redis_url": chaos.redis.url if stalled else f"redis://127.0.0.1:{free_port()}/0",
-        "prefix": chaos.prefix,
-        "spill_dir": "",
-        "max_memory_mb": 16,
-        "count": 2000,
-        "size": 10_000,
-        "rate": 2000,
-        "socket_timeout_s": 2.0,
-        "close_timeout_s": 0.5,
-    }
-    if stalled:
-        spec["stop_pid"] = server_pid(chaos)
-    out = run_probe(spec)
+    out = run_stalled_or_refused(chaos, stalled, spill_dir="", count=2000, close_timeout_s=0.5)
     dropped: dict[str, int] = out["dropped"]
     accounted = (
         out["sent"]
@@ -128,21 +134,9 @@ def test_a_stalled_redis_refuses_no_more_than_a_closed_port(
     spills; before, each send to a SIGSTOPped server held it for socket_timeout_s
     while the buffer filled (11,915 of 20,000 refused; a closed port: 0).
     """
-    spec: dict[str, Any] = {
-        "redis_url": chaos.redis.url if stalled else f"redis://127.0.0.1:{free_port()}/0",
-        "prefix": chaos.prefix,
-        "spill_dir": str(tmp_path / "spill"),
-        "spill_max_mb": 1024,
-        "max_memory_mb": 16,
-        "count": 8000,
-        "size": 10_000,
-        "rate": 2000,
-        "socket_timeout_s": 2.0,
-        "close_timeout_s": 5.0,
-    }
-    if stalled:
-        spec["stop_pid"] = server_pid(chaos)
-    out = run_probe(spec)
+    out = run_stalled_or_refused(
+        chaos, stalled, spill_dir=str(tmp_path / "spill"), count=8000, close_timeout_s=5.0
+    )
     dropped: dict[str, int] = out["dropped"]
     grew = out["peak_mb"] - out["base_mb"]
     print(
