@@ -393,31 +393,23 @@ class Recorder:
         with self._counters_lock:
             self._counters[name] = self._counters.get(name, 0) + n
 
-    def _drop_seqs(self, reason: str, seqs: list[int], error: str | None = None) -> None:
-        """Accepted records that will never be sent: count them, by seq range, for the report."""
+    def _drop_seqs(
+        self, reason: str, seqs: list[int], error: str | None = None, *, final: bool = False
+    ) -> None:
+        """Accepted records that will never be sent: count them, by seq range, for the report.
+
+        ``final``: close() gave up on a writer stuck in Redis; after these drops the
+        counters are final (``accepted = sent + spilled + dropped``), so whatever
+        the stuck writer thread does later is not counted again.
+        """
         with self._counters_lock:
             if self._final:
                 return
             ranges = self._drops.setdefault(reason, [])
             for seq in seqs:
                 add_to_ranges(ranges, seq, seq)
+            self._final = final
         self._emit(Failed(reason, len(seqs), error))
-
-    def _close_unsent(self, seqs: list[int]) -> None:
-        """close() gave up on the writer: count ``seqs`` as ``unsent_at_close`` and freeze.
-
-        After this the counters are final (``accepted = sent + spilled + dropped``):
-        whatever the stuck writer thread does later is not counted again.
-        """
-        with self._counters_lock:
-            if self._final:
-                return
-            ranges = self._drops.setdefault("unsent_at_close", [])
-            for seq in seqs:
-                add_to_ranges(ranges, seq, seq)
-            self._final = True
-        if seqs:
-            self._emit(Failed("unsent_at_close", len(seqs), "writer blocked on Redis at close"))
 
     def _drop_ranges(self) -> dict[str, list[SeqRange]]:
         with self._counters_lock:

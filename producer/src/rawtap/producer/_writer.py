@@ -168,7 +168,9 @@ class StreamWriter:
             self._buffer.release(sum(item[1] for item in rest))
             seqs = sorted({*self._inflight, *(item[0] for item in rest)})
             self._unsent += len(seqs)
-            self._recorder._close_unsent(seqs)
+            self._recorder._drop_seqs(
+                "unsent_at_close", seqs, "writer blocked on Redis at close", final=True
+            )
             return False
         return self._unsent == 0
 
