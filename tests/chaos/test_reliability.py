@@ -74,14 +74,19 @@ def test_p02_exactly_once_in_the_sink(chaos: Chaos) -> None:
     produce(recorder, N)
     wait_until(lambda: chaos.pending("w1") > 0, 20, "w1 holding entries")
     client = chaos.client()
-    # Force redelivery: hand w1's pending entries to w2 while w1 still works on them.
+    # Force redelivery: hand w1's pending entries to w2 while w1 still works on them,
+    # batch after batch, until 3 batches were forced or there is nothing left to force.
     forced = 0
-    for _ in range(20):
+
+    def force() -> bool:
+        nonlocal forced
         pending = client.xpending_range(chaos.stream, "rawtap", "-", "+", 200, "w1")
         ids = [p["message_id"] for p in pending]
         if ids:
             forced += len(client.xclaim(chaos.stream, "rawtap", "w2", 0, ids))
-        time.sleep(0.05)
+        return forced >= 600 or chaos.drained()
+
+    wait_until(force, 60, "w1's entries forced to w2")
     client.close()
     assert forced > 0
     chaos.drain()
@@ -114,7 +119,11 @@ def test_p04_dead_consumer_reclaimed(chaos: Chaos) -> None:
     wait_until(lambda: chaos.pending("w1") == 0 and chaos.lag() == 0, 30, "reclaim")
     assert "reclaimed" in chaos.worker_log("w2")
     chaos.signal_worker("w1", signal.SIGCONT)  # w1 wakes up and commits the same rows again
-    time.sleep(2.5)
+    wait_until(
+        lambda: re.search(r"committed [1-9]\d* records, 0 new", chaos.worker_log("w1")) is not None,
+        30,
+        "w1's late commit of rows w2 already stored",
+    )
     chaos.drain()
     assert held >= 300
     assert len(chaos.stored_seqs(recorder.producer_id)) == 1000  # no duplicate rows
@@ -287,11 +296,19 @@ def test_p09_producer_retry_is_idempotent(chaos: Chaos, journal: bool) -> None:
 
     def stall() -> None:
         with redis.Redis.from_url(chaos.redis.url, socket_timeout=10) as client:
-            client.execute_command("DEBUG", "SLEEP", "1")
+            client.execute_command("DEBUG", "SLEEP", "2")
+
+    def asleep() -> bool:  # Redis does not answer a PING: DEBUG SLEEP has begun
+        with redis.Redis.from_url(chaos.redis.url, socket_timeout=0.2) as probe:
+            try:
+                probe.ping()
+            except redis.TimeoutError:
+                return True
+            return False
 
     staller = threading.Thread(target=stall)
     staller.start()
-    time.sleep(0.05)
+    wait_until(asleep, 10, "Redis asleep")
     produce(recorder, 1000, size=500)  # these batches time out, yet Redis runs them later
     staller.join()
     chaos.drain()
@@ -308,10 +325,17 @@ def test_p09_producer_retry_is_idempotent(chaos: Chaos, journal: bool) -> None:
 def test_p10_idle_is_quiet(chaos: Chaos) -> None:
     chaos.start_worker("w1", block_ms=200)
     with chaos.client() as client:
+
+        def reads() -> int:  # XREADGROUP calls the server has answered so far
+            stats = client.info("commandstats").get("cmdstat_xreadgroup", {})
+            return int(stats.get("calls", 0))
+
         wait_until(lambda: client.exists(chaos.stream) == 1, 10, "the group")
-        time.sleep(0.5)
+        settled = reads() + 2
+        wait_until(lambda: reads() >= settled, 30, "the worker's first idle reads")
         before = int(client.info("stats")["total_connections_received"])
-        time.sleep(3 * 0.2 + 0.4)
+        idle = reads() + 5
+        wait_until(lambda: reads() >= idle, 30, "5 more idle reads")  # 5 blocking rounds
         after = int(client.info("stats")["total_connections_received"])
     assert chaos.stop_worker("w1") == 0
     log = chaos.worker_log("w1")
@@ -817,9 +841,13 @@ def test_p01b_pending_entries_of_a_dead_worker_are_not_trimmed_under_load(chaos:
     with chaos.client() as client:
         client.xgroup_create(chaos.stream, "rawtap", id="0")
         client.xreadgroup("rawtap", "ghost", {chaos.stream: ">"}, count=200)  # then died
-    chaos.start_worker("w2", claim_idle_ms=3000)
+    chaos.start_worker("w2", claim_idle_ms=3_600_000)  # may not reclaim the ghost's entries
     # 3x the cap flows past the dead worker's 200 entries before anyone may reclaim them.
     produce(recorder, 3000, size=200, rate_per_s=1500)
+    recorder.flush()
+    assert chaos.pending("ghost") == 200  # still unclaimed after all 3,000 went past
+    assert chaos.stop_worker("w2") == 0
+    chaos.start_worker("w3", claim_idle_ms=100)  # now a worker may reclaim them
     chaos.drain(90)
     outcome = chaos.reconcile()
     assert outcome.lost == 0

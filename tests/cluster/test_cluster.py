@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -148,9 +147,10 @@ def _migrate_slot(
         target_id = dst.execute_command("CLUSTER", "MYID").decode()
         dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
         src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-        time.sleep(0.3)  # clients meet ASK while the slot is half moved
+        asked = _errorstats(source).get("ASK", 0)
         src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", key)
-        time.sleep(0.3)
+        # The key has moved, the slot not yet: the clients meet ASK and follow it.
+        wait_until(lambda: _errorstats(source).get("ASK", 0) > asked, 30, "a client to meet ASK")
         for node in cluster.primaries():
             with node.client() as c:
                 c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)

@@ -25,6 +25,8 @@ from rawtap.consumer._derived import Derived
 from rawtap.consumer._sqlite import path_from_url
 from rawtap.shared import Record, WorkerSettings, load_settings
 
+log = logging.getLogger("tests.chaos_worker")
+
 
 class ChaosSink(SqliteSink):
     """The real SQLite sink, with the failpoints above around ``write``."""
@@ -58,6 +60,8 @@ class ChaosSink(SqliteSink):
             time.sleep(self.sleep_s)
         stored = super().write(records, persisted_at_ns, derived)
         self.commits += 1
+        # Tests wait on this line (an event), not on a guess of how long a commit takes.
+        log.info("chaos: committed %d records, %d new", len(records), stored)
         if self.crash_after and self.commits >= self.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)  # committed, not acknowledged
         return stored

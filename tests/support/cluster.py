@@ -273,7 +273,12 @@ class CommandLog:
                         stdout=out,
                     )
                 )
-        time.sleep(0.3)  # let every monitor attach before the traffic starts
+        # redis-cli prints OK once MONITOR is attached: wait for that before any traffic.
+        deadline = time.monotonic() + 30
+        while not all(f.read_bytes().startswith(b"OK") for f in self.files):
+            if time.monotonic() > deadline:
+                raise AssertionError("a redis-cli MONITOR did not attach within 30 s")
+            time.sleep(0.01)
 
     def stop(self) -> None:
         for proc in self.procs:
