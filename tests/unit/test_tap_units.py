@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from rawtap.producer import Recorder
+from rawtap.producer._ledger import Ledger
 from rawtap.producer._tap import _capture
 from rawtap.producer._tap._capture import Capture, Tap, provider_from_host
 from rawtap.producer._tap._context import Session, current_session
@@ -28,10 +29,8 @@ def test_provider_names_from_hosts() -> None:
 class _Sink:
     """Stands in for the Recorder: records what the tap hands over."""
 
-    _enabled = True
-    _closed = False
-    _allowed = None
     settings = SimpleNamespace(max_record_bytes=1 << 20)
+    ledger = Ledger()
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
@@ -40,8 +39,14 @@ class _Sink:
         self.records.append({"provider": provider, "session": session, **details})
         return True
 
-    def _count(self, name: str, n: int = 1) -> None:
-        pass
+    def accepting(self) -> bool:
+        return True
+
+    def allows(self, provider: str) -> bool:
+        return True
+
+    def buffer_busy(self) -> bool:
+        return False
 
 
 def _capture_for(chunks: list[bytes], sink: _Sink) -> Capture:

@@ -79,6 +79,10 @@ class RecordBuffer:
         self.accepted = 0
         self.refused = 0
 
+    def busy(self) -> bool:
+        """True while some thread holds the lock (``put`` would block, or deadlock its holder)."""
+        return self._lock.locked()
+
     @property
     def next_seq(self) -> int:
         """The seq the next accepted record gets (= records accepted so far)."""

@@ -26,19 +26,17 @@ from redis.connection import parse_url
 from rawtap.producer import _metrics
 from rawtap.producer._buffer import RecordBuffer
 from rawtap.producer._details import RecordDetails
-from rawtap.producer._events import Callback, Event, Failed, RecorderStats
+from rawtap.producer._events import Callback, RecorderStats
 from rawtap.producer._journal import SpillJournal
+from rawtap.producer._ledger import Ledger
 from rawtap.producer._log import LogOnce
 from rawtap.producer._writer import StreamWriter, journal_dir
 from rawtap.shared import (
     ConfigError,
     ProducerSettings,
-    SeqRange,
-    add_to_ranges,
     display_url,
     load_settings,
     new_producer_id,
-    range_count,
     scrub_text,
     split_cluster_url,
 )
@@ -106,21 +104,10 @@ class Recorder:
         # Re-entrant: a SIGTERM flush may call close() while this thread is in _start().
         self._start_lock = threading.RLock()
         self._closed = False
-        self._counters_lock = threading.Lock()
-        self._counters: dict[str, int] = {}
+        self.ledger = Ledger()
+        """Counters, drops and observers, shared with the writer thread and the capture tap."""
         self._skipped = 0
-        self._sent_count = 0
-        # Set when close() gave up on a writer stuck in Redis: the counters are final,
-        # so what the stuck thread does afterwards is not counted a second time.
-        self._final = False
-        self._subscribers: list[Callback] = []
-        self._has_subscribers = False
         self._atexit_registered = False
-        self._drops: dict[str, list[SeqRange]] = {}
-        self._foreign_drops: dict[str, list[SeqRange]] = {}
-        self._spilled_count = 0
-        self._replayed_count = 0
-        self._latency_s = 0.0
         directory = journal_dir(self.settings)
         self._journal = (
             None
@@ -186,7 +173,7 @@ class Recorder:
             if not writer.wake.is_set():
                 writer.wake.set()
         except Exception:  # noqa: BLE001 - the host must never see our failures
-            self._count("internal_errors")
+            self.ledger.count("internal_errors")
             _log_once.warning("record", "rawtap: record() failed internally", exc_info=True)
             return False
         return True
@@ -269,30 +256,29 @@ class Recorder:
         counted, never propagated. To reach an asyncio bus, hand the event over
         with ``loop.call_soon_threadsafe``.
         """
-        self._subscribers.append(callback)
-        self._has_subscribers = True
+        self.ledger.subscribe(callback)
 
     def stats(self) -> RecorderStats:
         """The recorder's counters, as a snapshot."""
-        with self._counters_lock:
-            dropped = {reason: range_count(r) for reason, r in self._drops.items()}
-            counters = dict(self._counters)
+        ledger = self.ledger
+        dropped = ledger.drop_counts()
+        counters = ledger.counters()
         if self._buffer.refused:
             dropped["buffer_full"] = self._buffer.refused
         writer = self._writer
         return RecorderStats(
             producer_id=self.producer_id,
             accepted=self._buffer.accepted,
-            sent=self._sent_count,
+            sent=ledger.sent,
             dropped=dropped,
             skipped=self._skipped,
             buffered_records=len(self._buffer),
             buffered_bytes=self._buffer.nbytes,
-            spilled=self._spilled_count,
-            replayed=self._replayed_count,
+            spilled=ledger.spilled,
+            replayed=ledger.replayed,
             journal_bytes=0 if self._journal is None else self._journal.total_bytes(),
             backpressured=writer is not None and writer.backpressured,
-            last_send_seconds=self._latency_s,
+            last_send_seconds=ledger.last_send_s,
             send_failures=counters.get("send_failures", 0),
             serialize_fallbacks=counters.get("serialize_fallbacks", 0),
             truncated=counters.get("truncated", 0),
@@ -361,14 +347,36 @@ class Recorder:
         # close() joins a thread for a bounded time; do it off the event loop.
         await asyncio.to_thread(self.close)
 
-    # -- internals shared with the writer --------------------------------------
+    # -- for the capture tap (rawtap.producer._tap) ------------------------------
+
+    def accepting(self) -> bool:
+        """True while records are taken at all: enabled and not closed."""
+        return self._enabled and not self._closed
+
+    def allows(self, provider: str) -> bool:
+        """True when ``provider`` is one the ``providers`` setting lets through."""
+        allowed = self._allowed
+        return allowed is None or provider in allowed
+
+    def buffer_busy(self) -> bool:
+        """True while some thread holds the buffer's lock (a finalizer must not record then)."""
+        return self._buffer.busy()
+
+    # -- internals ------------------------------------------------------------------
 
     def _start(self) -> StreamWriter | None:
         with self._start_lock:
             if self._closed:
                 return None
             if self._writer is None:
-                writer = StreamWriter(self, self._buffer, self.settings, self._journal)
+                writer = StreamWriter(
+                    self.producer_id,
+                    self.ledger,
+                    self._buffer,
+                    self.settings,
+                    self._journal,
+                    on_fatal=self._writer_failed,
+                )
                 writer.start()
                 self._writer = writer
                 if not self._atexit_registered:
@@ -389,66 +397,6 @@ class Recorder:
     def _close_at_exit(self) -> None:
         self.close(self.settings.close_timeout_s)
 
-    def _count(self, name: str, n: int = 1) -> None:
-        with self._counters_lock:
-            self._counters[name] = self._counters.get(name, 0) + n
-
-    def _drop_seqs(
-        self, reason: str, seqs: list[int], error: str | None = None, *, final: bool = False
-    ) -> None:
-        """Accepted records that will never be sent: count them, by seq range, for the report.
-
-        ``final``: close() gave up on a writer stuck in Redis; after these drops the
-        counters are final (``accepted = sent + spilled + dropped``), so whatever
-        the stuck writer thread does later is not counted again.
-        """
-        with self._counters_lock:
-            if self._final:
-                return
-            ranges = self._drops.setdefault(reason, [])
-            for seq in seqs:
-                add_to_ranges(ranges, seq, seq)
-            self._final = final
-        self._emit(Failed(reason, len(seqs), error))
-
-    def _drop_ranges(self) -> dict[str, list[SeqRange]]:
-        with self._counters_lock:
-            return {reason: list(r) for reason, r in self._drops.items()}
-
-    def _dropped_total(self) -> int:
-        with self._counters_lock:
-            return sum(range_count(r) for r in self._drops.values())
-
-    def _report_foreign_drop(self, producer_id: str, seqs: list[int]) -> None:
-        ranges = self._foreign_drops.setdefault(producer_id, [])
-        for seq in seqs:
-            add_to_ranges(ranges, seq, seq)
-        self._emit(Failed("journal_overflow", len(seqs), f"records of producer {producer_id}"))
-
-    # Only the writer thread calls these.
-    def _sent(self, n: int) -> None:
-        if not self._final:
-            self._sent_count += n
-
-    def _spilled(self, n: int) -> None:
-        if not self._final:
-            self._spilled_count += n
-
-    def _replayed(self, n: int) -> None:
-        self._replayed_count += n
-
-    def _record_latency(self, seconds: float) -> None:
-        self._latency_s = seconds
-        _metrics.send_duration(seconds)
-
-    def _emit(self, event: Event) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:  # noqa: BLE001 - an observer's bug is not ours to propagate
-                self._count("hook_errors")
-                _log_once.warning("hook", "rawtap: an event callback raised", exc_info=True)
-
     def _reset_after_fork(self) -> None:
         # The parent's thread does not exist here and its buffered records are the
         # parent's to send: start over with a new identity and an empty buffer.
@@ -457,15 +405,8 @@ class Recorder:
         inherited = self._writer.journal_fds() if self._writer is not None else ()
         self._writer = None
         self._start_lock = threading.RLock()
-        self._counters_lock = threading.Lock()
-        self._counters = {}
-        self._drops = {}
-        self._foreign_drops = {}
+        self.ledger.reset()
         self._skipped = 0
-        self._sent_count = 0
-        self._spilled_count = 0
-        self._replayed_count = 0
-        self._final = False
         self._atexit_registered = False
         if self._journal is not None:
             self._journal.forget_after_fork(self.producer_id, *inherited)

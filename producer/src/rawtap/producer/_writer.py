@@ -40,7 +40,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 import redis
@@ -55,6 +54,7 @@ from rawtap.producer._journal import (
     encode_frame,
     read_frames,
 )
+from rawtap.producer._ledger import Ledger
 from rawtap.producer._log import LogOnce
 from rawtap.producer._redis_call import RedisCaller
 from rawtap.producer._serialize import SerializedRecord, serialize
@@ -67,9 +67,6 @@ from rawtap.shared import (
     shard_for,
 )
 from rawtap.shared._connection import RedisClient
-
-if TYPE_CHECKING:
-    from rawtap.producer._recorder import Recorder
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
@@ -106,13 +103,18 @@ class StreamWriter:
 
     def __init__(
         self,
-        recorder: "Recorder",
+        producer_id: str,
+        ledger: Ledger,
         buffer: RecordBuffer,
         settings: ProducerSettings,
         journal: SpillJournal | None,
         client_factory: Callable[[ProducerSettings], RedisClient] = connect,
+        *,
+        on_fatal: Callable[[], None] = lambda: None,
     ) -> None:
-        self._recorder = recorder
+        self._producer_id = producer_id
+        self._ledger = ledger
+        self._on_fatal = on_fatal
         self._buffer = buffer
         self._settings = settings
         self._journal = journal
@@ -168,7 +170,7 @@ class StreamWriter:
             self._buffer.release(sum(item[1] for item in rest))
             seqs = sorted({*self._inflight, *(item[0] for item in rest)})
             self._unsent += len(seqs)
-            self._recorder._drop_seqs(
+            self._ledger.drop(
                 "unsent_at_close", seqs, "writer blocked on Redis at close", final=True
             )
             return False
@@ -249,8 +251,8 @@ class StreamWriter:
             logger.exception(
                 "rawtap writer thread stopped by an unexpected error; recording is disabled"
             )
-            self._recorder._count("internal_errors")
-            self._recorder._writer_failed()
+            self._ledger.count("internal_errors")
+            self._on_fatal()
         finally:
             self._drop_rest()
             self._stop_replay(delete=False)
@@ -268,7 +270,7 @@ class StreamWriter:
             try:
                 rec = serialize(
                     item,
-                    self._recorder.producer_id,
+                    self._producer_id,
                     self._settings.service,
                     self._settings.max_record_bytes,
                     self._settings.redact_names,
@@ -276,13 +278,13 @@ class StreamWriter:
                 rec.shard = shard_for(item[2][4], item[0], shards)  # item[2][4]: the session id
                 records.append(rec)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the others
-                self._recorder._drop_seqs("serialize_error", [item[0]], repr(e))
+                self._ledger.drop("serialize_error", [item[0]], repr(e))
         self._inflight = [rec.seq for rec in records]
         for rec in records:
             if rec.fallback:
-                self._recorder._count("serialize_fallbacks")
+                self._ledger.count("serialize_fallbacks")
             if rec.truncated:
-                self._recorder._count("truncated")
+                self._ledger.count("truncated")
         if records:
             self._deliver(records)
         self._buffer.release(nbytes)
@@ -291,7 +293,7 @@ class StreamWriter:
         if self._journal is None:
             if not self._send_until_done(records):
                 self._unsent += len(records)
-                self._recorder._drop_seqs(
+                self._ledger.drop(
                     "unsent_at_close", [r.seq for r in records], "Redis unreachable at close"
                 )
             return
@@ -321,13 +323,13 @@ class StreamWriter:
             pipe.xadd(stream, entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
         started = time.perf_counter()
         self._io.run(pipe.execute)
-        self._recorder._record_latency(time.perf_counter() - started)
+        self._ledger.send_took(time.perf_counter() - started)
 
     def _sent(self, records: list[SerializedRecord]) -> None:
-        self._recorder._sent(len(records))
-        if self._recorder._has_subscribers:
+        self._ledger.add_sent(len(records))
+        if self._ledger.has_subscribers:
             for shard in sorted({r.shard for r in records}):
-                self._recorder._emit(
+                self._ledger.emit(
                     Recorded(
                         tuple(r.record_id for r in records if r.shard == shard),
                         self.streams[shard],
@@ -336,8 +338,8 @@ class StreamWriter:
 
     def _enter_outage(self, error: Exception, count: int) -> None:
         self._client = None  # reconnect from scratch on the next attempt
-        self._recorder._count("send_failures")
-        self._recorder._emit(Failed("send_failed", count, str(error)))
+        self._ledger.count("send_failures")
+        self._ledger.emit(Failed("send_failed", count, str(error)))
         _log_once.warning(
             "send", "rawtap: cannot write to Redis (%s); spilling to the journal", error
         )
@@ -393,7 +395,7 @@ class StreamWriter:
             self._budget[shard] = high - backlog
             if shard not in self._backpressured and backlog >= high:
                 self._backpressured.add(shard)
-                self._recorder._count("backpressure_episodes")
+                self._ledger.count("backpressure_episodes")
                 _log_once.warning(
                     "backpressure",
                     "rawtap: consumers of %s lag (%d undelivered, cap %d); "
@@ -455,8 +457,8 @@ class StreamWriter:
                 self._xadd([(self.streams[r.shard], r.entry) for r in records])
             except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
                 self._client = None
-                self._recorder._count("send_failures")
-                self._recorder._emit(Failed("send_failed", len(records), str(e)))
+                self._ledger.count("send_failures")
+                self._ledger.emit(Failed("send_failed", len(records), str(e)))
                 _log_once.warning(
                     "send", "rawtap: cannot write to Redis (%s); retrying, records stay buffered", e
                 )
@@ -497,15 +499,13 @@ class StreamWriter:
                 lost = records[: len(records) - fit] if newest else records[fit:]
                 if kept:
                     self._spill(kept)
-                self._recorder._drop_seqs(
-                    "journal_full", [r.seq for r in lost], "spill journal full"
-                )
+                self._ledger.drop("journal_full", [r.seq for r in lost], "spill journal full")
                 return
             except OSError as e:
                 _log_once.warning("spill", "rawtap: cannot write the spill journal (%s)", e)
-                self._recorder._drop_seqs("spill_failed", [r.seq for r in records], str(e))
+                self._ledger.drop("spill_failed", [r.seq for r in records], str(e))
                 return
-            self._recorder._spilled(len(records))
+            self._ledger.add_spilled(len(records))
             return
 
     def _drop_oldest_segment(self) -> bool:
@@ -516,11 +516,11 @@ class StreamWriter:
             return False
         seqs = [seq for seq, _ in read_frames(segment.path) if seq >= 0]
         self._journal.finished(segment, delete=True)
-        if segment.producer_id == self._recorder.producer_id:
-            self._recorder._drop_seqs("journal_overflow", seqs, "oldest journal segment dropped")
+        if segment.producer_id == self._producer_id:
+            self._ledger.drop("journal_overflow", seqs, "oldest journal segment dropped")
         elif seqs:
             # Another (maybe dead) producer's records: report the loss on its behalf.
-            self._recorder._report_foreign_drop(segment.producer_id, seqs)
+            self._ledger.foreign_drop(segment.producer_id, seqs)
         return True
 
     def _replay_step(self) -> bool:
@@ -554,7 +554,7 @@ class StreamWriter:
             return False
         for shard, _ in routed:
             self._spend(shard, 1)
-        self._recorder._replayed(sum(1 for _, e in batch if b"kind" not in e))
+        self._ledger.add_replayed(sum(1 for _, e in batch if b"kind" not in e))
         return True
 
     def _frame_shard(self, seq: int, entry: Entry) -> int:
@@ -608,18 +608,18 @@ class StreamWriter:
     def _report(self, *, final: bool = False) -> None:
         self._report_at = time.monotonic() + self._settings.report_interval_s
         accepted = self._buffer.accepted
-        state = (accepted, self._recorder._dropped_total())
+        state = (accepted, self._ledger.dropped_total())
         if state == self._reported and not final:
             return
-        if accepted == 0 and not self._recorder._foreign_drops:
+        if accepted == 0 and not self._ledger.foreign_drops():
             return
         # Drops first: every seq dropped by then is below the next_seq read after it,
         # as workers require (a report with a range beyond next_seq is refused).
-        dropped = self._recorder._drop_ranges()
+        dropped = self._ledger.drop_ranges()
         entries = [
             encode_report(
                 ProducerReport(
-                    producer_id=self._recorder.producer_id,
+                    producer_id=self._producer_id,
                     next_seq=self._buffer.next_seq,
                     dropped=dropped,
                     at_ns=time.time_ns(),
@@ -636,12 +636,12 @@ class StreamWriter:
                     at_ns=time.time_ns(),
                 )
             )
-            for pid, ranges in self._recorder._foreign_drops.items()
+            for pid, ranges in self._ledger.foreign_drops().items()
         ]
         if not self._send_or_spill_entries(entries):
             return
         self._reported = state
-        self._recorder._foreign_drops.clear()
+        self._ledger.foreign_reported()
 
     def _send_or_spill_entries(self, entries: list[Entry]) -> bool:
         """Send control entries to every shard that takes records now, else to the journal.
@@ -677,7 +677,7 @@ class StreamWriter:
         held = self._buffer.nbytes
         if not self._warned and held > limit * self._settings.memory_warning_ratio:
             self._warned = True
-            self._recorder._emit(MemoryWarning(held, limit))
+            self._ledger.emit(MemoryWarning(held, limit))
         elif self._warned and held < limit * self._settings.memory_warning_ratio / 2:
             self._warned = False
 
@@ -686,9 +686,7 @@ class StreamWriter:
         if rest:
             self._unsent += len(rest)
             self._buffer.release(sum(item[1] for item in rest))
-            self._recorder._drop_seqs(
-                "unsent_at_close", [item[0] for item in rest], "recorder closed"
-            )
+            self._ledger.drop("unsent_at_close", [item[0] for item in rest], "recorder closed")
 
 
 def _backlog(

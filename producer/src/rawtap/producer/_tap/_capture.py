@@ -58,7 +58,7 @@ def count_failure(recorder: "Recorder | None", where: str) -> None:
     """Count and log (once a minute) a failure inside the tap; never raises."""
     try:
         if recorder is not None:
-            recorder._count("internal_errors")
+            recorder.ledger.count("internal_errors")
         _log_once.warning(
             "tap-" + where, "rawtap: the capture tap failed in %s", where, exc_info=True
         )
@@ -108,8 +108,7 @@ def _buffer_busy(recorder: "Recorder") -> bool:
     # A finalizer may run while this very thread holds the buffer's (non-reentrant)
     # lock, e.g. when an allocation inside ``record()`` triggers the cyclic GC; a
     # record() from there would deadlock. If the lock is taken at all, defer.
-    lock = getattr(getattr(recorder, "_buffer", None), "_lock", None)
-    return lock is not None and lock.locked()
+    return recorder.buffer_busy()
 
 
 def _submit(
@@ -183,7 +182,7 @@ class Tap:
         """A capture for ``request``, or None when nothing is to be recorded."""
         try:
             recorder = self.recorder
-            if not recorder._enabled or recorder._closed:
+            if not recorder.accepting():
                 return None
             if _deferred:
                 drain_deferred()
@@ -193,8 +192,7 @@ class Tap:
             provider = self.provider
             if provider is None:
                 provider = provider_from_host(request.url.host) or self.fallback_provider
-            allowed = recorder._allowed
-            if allowed is not None and provider not in allowed:
+            if not recorder.allows(provider):
                 return None
             return Capture(self, request, provider, session, _CALL.get())
         except Exception:  # noqa: BLE001 - never into the host
