@@ -15,11 +15,6 @@ Exceptions::
 """
 
 from rawtap.shared._codec import (
-    ENTRY_BODY,
-    ENTRY_ENVELOPE,
-    ENTRY_RECORD_ID,
-    ENTRY_REQUEST_BODY,
-    ENTRY_VERSION,
     decode_entry,
     encode_entry,
     encode_envelope,
@@ -57,13 +52,24 @@ from rawtap.shared._report import (
 )
 from rawtap.shared._settings import ProducerSettings, WorkerSettings, load_settings
 from rawtap.shared._streams import MAX_SHARDS, StreamNames, parse_shard_set, shard_for
+from rawtap.shared._wire import (
+    ENTRY_BODY,
+    ENTRY_ENVELOPE,
+    ENTRY_KIND,
+    ENTRY_RECORD_ID,
+    ENTRY_REQUEST_BODY,
+    ENTRY_VERSION,
+    KIND_REPORT,
+)
 
 __all__ = [
     "ENTRY_BODY",
     "ENTRY_ENVELOPE",
+    "ENTRY_KIND",
     "ENTRY_RECORD_ID",
     "ENTRY_REQUEST_BODY",
     "ENTRY_VERSION",
+    "KIND_REPORT",
     "MAX_SHARDS",
     "SCHEMA_VERSION",
     "BodyDecodeError",
