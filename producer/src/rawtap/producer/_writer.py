@@ -47,8 +47,10 @@ import redis
 from rawtap.producer._buffer import Item, RecordBuffer
 from rawtap.producer._events import Failed, MemoryWarning, Recorded
 from rawtap.producer._journal import (
+    EVERY_SHARD,
     Entry,
     JournalFull,
+    Route,
     Segment,
     SpillJournal,
     encode_frame,
@@ -59,6 +61,8 @@ from rawtap.producer._log import LogOnce
 from rawtap.producer._redis_call import RedisCaller
 from rawtap.producer._serialize import SerializedRecord, serialize
 from rawtap.shared import (
+    ENTRY_ENVELOPE,
+    ENTRY_KIND,
     ProducerReport,
     ProducerSettings,
     StreamNames,
@@ -145,7 +149,7 @@ class StreamWriter:
         self._budget = [float("inf")] * len(self.streams)
         self._report_at = time.monotonic() + settings.report_interval_s
         self._reported: tuple[int, int] = (0, 0)
-        self._replaying: tuple[Segment, Iterator[tuple[int, Entry]]] | None = None
+        self._replaying: tuple[Segment, Iterator[Frame]] | None = None
         self._thread = threading.Thread(target=self._run, name="rawtap-writer", daemon=True)
 
     def start(self) -> None:
@@ -275,7 +279,7 @@ class StreamWriter:
                     self._settings.max_record_bytes,
                     self._settings.redact_names,
                 )
-                rec.shard = shard_for(item[2][4], item[0], shards)  # item[2][4]: the session id
+                rec.shard = shard_for(rec.session_id, item[0], shards)
                 records.append(rec)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the others
                 self._ledger.drop("serialize_error", [item[0]], repr(e))
@@ -480,7 +484,7 @@ class StreamWriter:
 
     def _spill(self, records: list[SerializedRecord]) -> None:
         assert self._journal is not None
-        frames = [encode_frame(r.seq, r.entry) for r in records]
+        frames = [encode_frame(r.seq, r.entry, Route(session_id=r.session_id)) for r in records]
         while True:
             try:
                 self._journal.append(frames)
@@ -514,7 +518,7 @@ class StreamWriter:
         segment = self._journal.claim_oldest(include_active=True)
         if segment is None:
             return False
-        seqs = [seq for seq, _ in read_frames(segment.path) if seq >= 0]
+        seqs = [seq for seq, _, _ in read_frames(segment.path) if seq >= 0]
         self._journal.finished(segment, delete=True)
         if segment.producer_id == self._producer_id:
             self._ledger.drop("journal_overflow", seqs, "oldest journal segment dropped")
@@ -541,9 +545,11 @@ class StreamWriter:
         # Each record to its shard (by the current shard count); a report to every shard.
         routed = [
             (shard, entry)
-            for seq, entry in batch
+            for seq, route, entry in batch
             for shard in (
-                range(len(self.streams)) if b"kind" in entry else (self._frame_shard(seq, entry),)
+                range(len(self.streams))
+                if _is_control(route, entry)
+                else (self._frame_shard(seq, route, entry),)
             )
         ]
         try:
@@ -554,18 +560,22 @@ class StreamWriter:
             return False
         for shard, _ in routed:
             self._spend(shard, 1)
-        self._ledger.add_replayed(sum(1 for _, e in batch if b"kind" not in e))
+        self._ledger.add_replayed(sum(1 for _, r, e in batch if not _is_control(r, e)))
         return True
 
-    def _frame_shard(self, seq: int, entry: Entry) -> int:
-        """The shard of a journaled record, from the session in its envelope."""
+    def _frame_shard(self, seq: int, route: Route | None, entry: Entry) -> int:
+        """The shard of a journaled record: from its frame's route, else (a version 1 frame)
+        from the session in its envelope."""
         if len(self.streams) == 1:
             return 0
-        try:
-            envelope = orjson.loads(entry.get(b"env", b"{}"))
-            session = envelope.get("session_id") if isinstance(envelope, dict) else None
-        except orjson.JSONDecodeError:
-            session = None
+        if route is not None:
+            session = route.session_id
+        else:
+            try:
+                envelope = orjson.loads(entry.get(ENTRY_ENVELOPE, b"{}"))
+                session = envelope.get("session_id") if isinstance(envelope, dict) else None
+            except orjson.JSONDecodeError:
+                session = None
         return shard_for(session, max(seq, 0), len(self.streams))
 
     def _replay_before_exit(self) -> None:
@@ -667,7 +677,7 @@ class StreamWriter:
         if self._journal is None:
             return False
         try:
-            self._journal.append([encode_frame(-1, e) for e in entries])
+            self._journal.append([encode_frame(-1, e, EVERY_SHARD) for e in entries])
         except (JournalFull, OSError):
             return False
         return True
@@ -728,7 +738,15 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _take(frames: Iterator[tuple[int, Entry]], n: int) -> list[tuple[int, Entry]]:
+def _is_control(route: Route | None, entry: Entry) -> bool:
+    """A control entry (a report, sent to every shard), not a record."""
+    return route.every_shard if route is not None else ENTRY_KIND in entry
+
+
+Frame = tuple[int, Route | None, Entry]
+
+
+def _take(frames: Iterator[Frame], n: int) -> list[Frame]:
     out = []
     for frame in frames:
         out.append(frame)
