@@ -16,7 +16,7 @@ import pytest
 from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder, _redact
 from rawtap.producer._tap import _capture
-from rawtap.producer._tap._transport import is_tap
+from rawtap.producer._tap._flavour import is_tap
 from rawtap.shared import EndState
 from tests.support.tap import (
     API_KEY,
@@ -242,7 +242,7 @@ def test_broken_internals_never_change_what_the_sdk_returns_or_raises(
     if target == "record":
         monkeypatch.setattr(recorder, "record", _break_record)
     elif target == "begin":
-        monkeypatch.setattr(_capture, "_trace_context", _break)
+        monkeypatch.setattr(_capture, "trace_context", _break)
     elif target == "head":
         monkeypatch.setattr(_capture.Capture, "head", _break)
     elif target == "finish":

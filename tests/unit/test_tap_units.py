@@ -12,7 +12,7 @@ import pytest
 
 from rawtap.producer import Recorder
 from rawtap.producer._ledger import Ledger
-from rawtap.producer._tap import _capture
+from rawtap.producer._tap import _handoff
 from rawtap.producer._tap._capture import Capture, Tap, provider_from_host
 from rawtap.producer._tap._context import Session, current_session
 
@@ -111,8 +111,8 @@ def test_a_finalizer_never_takes_a_lock_this_thread_may_hold(monkeypatch: Any) -
     with lock:  # as if the GC ran inside record() on this very thread
         capture.abandoned()
     assert calls == []
-    assert len(_capture._deferred) == 1
-    _capture.drain_deferred()  # the next capture does this
+    assert len(_handoff._deferred) == 1
+    _handoff.drain_deferred()  # the next capture does this
     assert calls == ["abandoned"]
     recorder.close()
 
@@ -146,7 +146,7 @@ def test_a_users_own_httpx2_transport_is_recognised_after_openai_is_imported() -
     import httpx2
     import openai  # renames httpx2.BaseTransport.__module__ to "openai"
 
-    from rawtap.producer._tap._transport import package_of
+    from rawtap.producer._tap._flavour import package_of
 
     class Mine(httpx2.BaseTransport):
         pass

@@ -12,17 +12,22 @@ and queues the record.
 """
 
 import asyncio
-import atexit
-import collections
 import logging
 import sys
 import time
 import zlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rawtap.producer._log import LogOnce
-from rawtap.producer._tap._context import _CALL, _SESSION, CallScope, SessionState, new_call_id
+from rawtap.producer._tap._context import (
+    _CALL,
+    _SESSION,
+    CallScope,
+    SessionState,
+    new_call_id,
+    trace_context,
+)
+from rawtap.producer._tap._handoff import count_failure, drain_deferred, pending, submit
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder
@@ -52,98 +57,6 @@ _TERMINAL_MARKERS = (
     b'"finishReason"',  # Gemini
 )
 _RETRY_COUNT_HEADER = b"x-stainless-retry-count"
-
-
-def count_failure(recorder: "Recorder | None", where: str) -> None:
-    """Count and log (once a minute) a failure inside the tap; never raises."""
-    try:
-        if recorder is not None:
-            recorder.ledger.count("internal_errors")
-        _log_once.warning(
-            "tap-" + where, "rawtap: the capture tap failed in %s", where, exc_info=True
-        )
-    except Exception:  # noqa: BLE001, S110 - the last line of defence must not raise either
-        pass
-
-
-# -- trace context (optional dependency) --------------------------------------
-
-_get_current_span: Callable[[], Any] | None = None
-_otel_checked = False
-
-
-def _load_otel() -> None:
-    global _get_current_span, _otel_checked  # noqa: PLW0603 - resolved once per process
-    _otel_checked = True
-    try:
-        from opentelemetry.trace import get_current_span
-    except ImportError:
-        return
-    _get_current_span = get_current_span
-
-
-def _trace_context() -> tuple[str, str | None] | None:
-    if not _otel_checked:
-        _load_otel()
-    get_span = _get_current_span
-    if get_span is None:
-        return None
-    ctx = get_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
-    state = ctx.trace_state
-    return traceparent, (state.to_header() if state else None)
-
-
-# -- handing records over without ever blocking ---------------------------------
-
-_deferred: collections.deque[tuple["Recorder", str, Any, str | None, dict[str, Any]]] = (
-    collections.deque()
-)
-_atexit_registered = False
-
-
-def _buffer_busy(recorder: "Recorder") -> bool:
-    # A finalizer may run while this very thread holds the buffer's (non-reentrant)
-    # lock, e.g. when an allocation inside ``record()`` triggers the cyclic GC; a
-    # record() from there would deadlock. If the lock is taken at all, defer.
-    return recorder.buffer_busy()
-
-
-def _submit(
-    recorder: "Recorder",
-    provider: str,
-    metadata: Any,
-    session_id: str | None,
-    details: dict[str, Any],
-    risky: bool,
-) -> None:
-    global _atexit_registered  # noqa: PLW0603 - one process-wide registration
-    if risky and _buffer_busy(recorder):
-        _deferred.append((recorder, provider, metadata, session_id, details))
-        if not _atexit_registered:
-            _atexit_registered = True
-            atexit.register(drain_deferred)
-        return
-    recorder.record(provider, None, metadata, session_id, **details)
-
-
-def drain_deferred() -> None:
-    """Queue records that a finalizer had to set aside; called on the next capture."""
-    while _deferred:
-        try:
-            item = _deferred.popleft()
-        except IndexError:
-            return
-        recorder, provider, metadata, session_id, details = item
-        try:
-            if _buffer_busy(recorder):
-                _deferred.appendleft(item)
-                return
-            recorder.record(provider, None, metadata, session_id, **details)
-        except Exception:  # noqa: BLE001 - never into the host
-            count_failure(recorder, "drain")
 
 
 # -- the tap's shared state ------------------------------------------------------
@@ -184,7 +97,7 @@ class Tap:
             recorder = self.recorder
             if not recorder.accepting():
                 return None
-            if _deferred:
+            if pending():
                 drain_deferred()
             session = _SESSION.get()
             if session is not None and not session.record:
@@ -246,7 +159,7 @@ class Capture:
         else:
             self.call_id = None
             self.attempt = None
-        self.trace = _trace_context()
+        self.trace = trace_context()
         self.status: int | None = None
         self.response_headers: Any = None
         self.first_byte: int | None = None
@@ -260,6 +173,21 @@ class Capture:
         self.tail: tuple[bytes, bytes] = (b"", b"")
 
     # -- events ------------------------------------------------------------------
+
+    def keep(self, chunk: bytes, offset_ns: int | None = None) -> None:
+        """A body chunk passed (read at ``offset_ns`` after the start, default now).
+
+        The one place that holds chunks, for every read path (see :mod:`._core`):
+        past ``max_record_bytes`` the record is cut anyway, so the rest is only
+        counted, and the last two pieces kept to see the terminal event on close.
+        """
+        if self.room > 0:
+            self.room -= len(chunk)
+            self.chunks.append(chunk)
+            self.offsets.append(_clock() - self.t0 if offset_ns is None else offset_ns)
+        else:
+            self.unkept += len(chunk)
+            self.tail = (self.tail[1], chunk)
 
     def head(self, response: Any) -> None:
         """The response head arrived (status and headers)."""
@@ -400,9 +328,9 @@ class Capture:
                     details["tracestate"] = self.trace[1]
             session = self.session
             if session is None:
-                _submit(recorder, self.provider, None, None, details, risky)
+                submit(recorder, self.provider, None, None, details, risky)
             else:
-                _submit(
+                submit(
                     recorder, self.provider, session.metadata, session.session_id, details, risky
                 )
         except Exception:  # noqa: BLE001 - never into the host

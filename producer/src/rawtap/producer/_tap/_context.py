@@ -1,6 +1,8 @@
 """Context variables of the tap: the session a record belongs to, and the SDK call.
 
-Both work the same in threads and in asyncio tasks (``contextvars``). A
+Both work the same in threads and in asyncio tasks (``contextvars``).
+The OpenTelemetry trace context is read here too (:func:`trace_context`,
+only if the host has ``opentelemetry-api``). A
 *session* tags every record made inside it; a *call scope* is set around one
 logical SDK call so that its retried attempts share a ``call_id`` and get
 consecutive attempt numbers.
@@ -9,11 +11,18 @@ consecutive attempt numbers.
 import contextvars
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["CallScope", "Session", "current_call", "current_session", "new_call_id"]
+__all__ = [
+    "CallScope",
+    "Session",
+    "current_call",
+    "current_session",
+    "new_call_id",
+    "trace_context",
+]
 
 
 class SessionState:
@@ -148,3 +157,34 @@ def exit_call(token: contextvars.Token[CallScope | None] | None) -> None:
     """Close the scope ``enter_call`` opened (no-op for ``None``)."""
     if token is not None:
         _CALL.reset(token)
+
+
+# -- trace context (optional dependency) --------------------------------------
+
+_get_current_span: Callable[[], Any] | None = None
+_otel_checked = False
+
+
+def _load_otel() -> None:
+    global _get_current_span, _otel_checked  # noqa: PLW0603 - resolved once per process
+    _otel_checked = True
+    try:
+        from opentelemetry.trace import get_current_span
+    except ImportError:
+        return
+    _get_current_span = get_current_span
+
+
+def trace_context() -> tuple[str, str | None] | None:
+    """``(traceparent, tracestate)`` of the current OpenTelemetry span, if there is a valid one."""
+    if not _otel_checked:
+        _load_otel()
+    get_span = _get_current_span
+    if get_span is None:
+        return None
+    ctx = get_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    state = ctx.trace_state
+    return traceparent, (state.to_header() if state else None)
