@@ -10,21 +10,18 @@ import or construction.
 """
 
 import asyncio
-import atexit
 import logging
-import os
-import signal
 import threading
 import time
 import weakref
 from collections.abc import Mapping
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 from redis.connection import parse_url
 
-from rawtap.producer import _metrics
-from rawtap.producer._buffer import RecordBuffer
+from rawtap.producer import _lifecycle, _metrics
+from rawtap.producer._buffer import RecordBuffer, size_of
 from rawtap.producer._details import RecordDetails
 from rawtap.producer._events import Callback, RecorderStats
 from rawtap.producer._journal import SpillJournal
@@ -48,30 +45,6 @@ _C = TypeVar("_C")
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
-
-_OBJECT_SIZE_ESTIMATE = 4096
-"""Bytes charged against the buffer bound for a response that is not bytes/str yet.
-
-Its real size is only known once the writer serializes it; the same estimate is
-added and released, so the accounting stays exact.
-"""
-
-
-def _size_of(raw: object, details: Mapping[str, Any] | None) -> int:
-    if isinstance(raw, bytes | str | bytearray):
-        size = len(raw)
-    elif raw is None:
-        size = 0
-    else:
-        size = _OBJECT_SIZE_ESTIMATE
-    if details:
-        chunks = details.get("chunks")
-        if chunks is not None:
-            size = sum(map(len, chunks))
-        request_body = details.get("request_body")
-        if request_body is not None:
-            size += len(request_body)
-    return size + 256  # the envelope and the tuple itself
 
 
 class Recorder:
@@ -119,11 +92,11 @@ class Recorder:
                 fsync=self.settings.spill_fsync,
             )
         )
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
-        _LIVE.add(self)
-        if self.settings.handle_sigterm:
-            _install_sigterm_flush()
+        _lifecycle.watch(
+            self,
+            weakref.WeakMethod(self._reset_after_fork),
+            handle_sigterm=self.settings.handle_sigterm,
+        )
         # Observable instruments, read when the host's SDK collects: nothing on record()'s path.
         _metrics.register(self)
 
@@ -158,7 +131,7 @@ class Recorder:
                 if writer is None:
                     return False
             seq = self._buffer.put(
-                _size_of(raw_response, details),
+                size_of(raw_response, details),
                 (
                     time.time_ns(),
                     provider,
@@ -315,7 +288,7 @@ class Recorder:
             self._closed = True
             writer = self._writer
         if self._atexit_registered:
-            atexit.unregister(self._close_at_exit)
+            _lifecycle.forget_at_exit(self)
         if writer is None:
             return True
         try:
@@ -380,22 +353,15 @@ class Recorder:
                 writer.start()
                 self._writer = writer
                 if not self._atexit_registered:
-                    atexit.register(self._close_at_exit)
-                    # multiprocessing children leave through os._exit(), past atexit.
-                    from multiprocessing import util
-
-                    util.Finalize(self, _close_ref, args=(weakref.ref(self),), exitpriority=10)
+                    _lifecycle.close_at_exit(self)
                     self._atexit_registered = True
                 if self.settings.handle_sigterm:
-                    _install_sigterm_flush()  # if built off the main thread, try again here
+                    _lifecycle.install_sigterm_flush()  # if built off the main thread, try again
             return self._writer
 
     def _writer_failed(self) -> None:
         """The writer thread died of a bug: refuse new records rather than buffer them forever."""
         self._enabled = False
-
-    def _close_at_exit(self) -> None:
-        self.close(self.settings.close_timeout_s)
 
     def _reset_after_fork(self) -> None:
         # The parent's thread does not exist here and its buffered records are the
@@ -421,44 +387,3 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError(
             f"invalid setting redis_url: {scrub_text(str(e))} (got {display_url(url)!r})"
         ) from e
-
-
-_LIVE: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
-"""Every recorder of this process, for the SIGTERM flush."""
-_sigterm_installed = False
-
-
-def _close_ref(ref: "weakref.ReferenceType[Recorder]") -> None:
-    recorder = ref()
-    if recorder is not None:
-        recorder._close_at_exit()
-
-
-def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    # Flush every recorder of the process (each within its close bound), then die
-    # as SIGTERM would have: exit status and parent notification unchanged.
-    for recorder in list(_LIVE):
-        recorder.close()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _install_sigterm_flush() -> None:
-    """Install the process-wide SIGTERM flush, once.
-
-    Only when the host left SIGTERM at its default action and we are on the
-    main thread (where Python runs signal handlers): a host that handles
-    SIGTERM itself exits through atexit, which flushes too.
-    """
-    global _sigterm_installed  # noqa: PLW0603 - one handler per process
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    _sigterm_installed = True
-
-
-def _after_fork_in_child(ref: "weakref.ReferenceType[Recorder]") -> None:
-    recorder = ref()
-    if recorder is not None:
-        recorder._reset_after_fork()
