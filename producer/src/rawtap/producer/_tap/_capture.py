@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from rawtap.producer._log import LogOnce
 from rawtap.producer._tap._context import (
-    _CALL,
-    _SESSION,
     CallScope,
     SessionState,
+    current_call,
+    current_session,
     new_call_id,
     trace_context,
 )
@@ -99,7 +99,7 @@ class Tap:
                 return None
             if pending():
                 drain_deferred()
-            session = _SESSION.get()
+            session = current_session()
             if session is not None and not session.record:
                 return None
             provider = self.provider
@@ -107,7 +107,7 @@ class Tap:
                 provider = provider_from_host(request.url.host) or self.fallback_provider
             if not recorder.allows(provider):
                 return None
-            return Capture(self, request, provider, session, _CALL.get())
+            return Capture(self, request, provider, session, current_call())
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(self.recorder, "begin")
             return None
