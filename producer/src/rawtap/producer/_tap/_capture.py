@@ -27,7 +27,7 @@ from rawtap.producer._tap._context import (
     new_call_id,
     trace_context,
 )
-from rawtap.producer._tap._handoff import count_failure, drain_deferred, pending, submit
+from rawtap.producer._tap._handoff import count_failure, deferred, drain_deferred, submit
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder
@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
 
-_clock = time.perf_counter_ns
+clock = time.perf_counter_ns
+"""The tap's clock (ns): offsets and durations of one attempt."""
+_clock = clock
 
 ERROR_BODY_LIMIT = 64 * 1024
 """Error bodies (status >= 400) up to this size are read by the tap before the SDK sees them."""
@@ -97,7 +99,7 @@ class Tap:
             recorder = self.recorder
             if not recorder.accepting():
                 return None
-            if pending():
+            if deferred:
                 drain_deferred()
             session = current_session()
             if session is not None and not session.record:
@@ -175,19 +177,29 @@ class Capture:
     # -- events ------------------------------------------------------------------
 
     def keep(self, chunk: bytes, offset_ns: int | None = None) -> None:
-        """A body chunk passed (read at ``offset_ns`` after the start, default now).
+        """A body chunk passed (``offset_ns`` after the start; default: now).
 
         The one place that holds chunks, for every read path (see :mod:`._core`):
         past ``max_record_bytes`` the record is cut anyway, so the rest is only
         counted, and the last two pieces kept to see the terminal event on close.
         """
-        if self.room > 0:
-            self.room -= len(chunk)
+        room = self.room
+        if room > 0:
+            self.room = room - len(chunk)
             self.chunks.append(chunk)
             self.offsets.append(_clock() - self.t0 if offset_ns is None else offset_ns)
         else:
             self.unkept += len(chunk)
             self.tail = (self.tail[1], chunk)
+
+    def sync_room(self) -> None:
+        """Make ``room`` exact again after a tee's loop, which writes it back only past the bound.
+
+        While ``room`` > 0 it is always the bound less the bytes kept, so it is
+        recomputed from the kept chunks (once, before a drain).
+        """
+        if self.room > 0:
+            self.room = self.tap.recorder.settings.max_record_bytes - sum(map(len, self.chunks))
 
     def head(self, response: Any) -> None:
         """The response head arrived (status and headers)."""

@@ -41,9 +41,11 @@ _SESSION: contextvars.ContextVar[SessionState | None] = contextvars.ContextVar(
 )
 
 
-def current_session() -> SessionState | None:
-    """The innermost open session of this thread or task, if any."""
-    return _SESSION.get()
+current_session = _SESSION.get
+"""``current_session()``: the innermost open session of this thread or task, if any.
+
+The context variable's own ``get`` (no Python frame: the tap calls it per request).
+"""
 
 
 class Session:
@@ -141,9 +143,8 @@ _CALL: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar(
 )
 
 
-def current_call() -> CallScope | None:
-    """The SDK call being made in this thread or task, if the SDK is instrumented."""
-    return _CALL.get()
+current_call = _CALL.get
+"""``current_call()``: the SDK call being made in this thread or task, if instrumented."""
 
 
 def enter_call() -> contextvars.Token[CallScope | None] | None:

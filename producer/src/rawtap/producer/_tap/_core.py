@@ -94,6 +94,7 @@ class Drain:
     __slots__ = ("capture", "total")
 
     def __init__(self, capture: Capture) -> None:
+        capture.sync_room()  # the tee that stopped may not have written it back
         self.capture = capture
         self.total = 0
 
@@ -131,10 +132,13 @@ class TeeState:
         self.replay_error = replay_error
         self.started = False
 
-    def start(self) -> tuple[list[bytes], BaseException | None]:
+    def start(self) -> tuple[list[bytes], BaseException | None] | None:
         """The SDK started reading: the read-ahead chunks (and error) to replay first, once."""
         self.started = True
-        replay, error = self.replay or [], self.replay_error
+        replay = self.replay
+        if replay is None:
+            return None
+        error = self.replay_error
         self.replay = self.replay_error = None
         return replay, error
 

@@ -31,9 +31,10 @@ def count_failure(recorder: "Recorder | None", where: str) -> None:
         pass
 
 
-_deferred: collections.deque[tuple["Recorder", str, Any, str | None, dict[str, Any]]] = (
+deferred: collections.deque[tuple["Recorder", str, Any, str | None, dict[str, Any]]] = (
     collections.deque()
 )
+"""Records a finalizer had to set aside, queued by :func:`drain_deferred` (test it: cheap)."""
 _atexit_registered = False
 
 
@@ -55,7 +56,7 @@ def submit(
     """Queue a finished capture's record; ``risky`` (maybe in a finalizer): defer it if needed."""
     global _atexit_registered  # noqa: PLW0603 - one process-wide registration
     if risky and _buffer_busy(recorder):
-        _deferred.append((recorder, provider, metadata, session_id, details))
+        deferred.append((recorder, provider, metadata, session_id, details))
         if not _atexit_registered:
             _atexit_registered = True
             atexit.register(drain_deferred)
@@ -65,21 +66,16 @@ def submit(
 
 def drain_deferred() -> None:
     """Queue records that a finalizer had to set aside; called on the next capture."""
-    while _deferred:
+    while deferred:
         try:
-            item = _deferred.popleft()
+            item = deferred.popleft()
         except IndexError:
             return
         recorder, provider, metadata, session_id, details = item
         try:
             if _buffer_busy(recorder):
-                _deferred.appendleft(item)
+                deferred.appendleft(item)
                 return
             recorder.record(provider, None, metadata, session_id, **details)
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(recorder, "drain")
-
-
-def pending() -> bool:
-    """True when records were set aside (``drain_deferred`` queues them)."""
-    return bool(_deferred)

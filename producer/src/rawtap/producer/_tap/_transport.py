@@ -18,8 +18,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 from rawtap.producer._tap._capture import DRAIN_TIMEOUT_S, Capture, Tap
+from rawtap.producer._tap._capture import clock as _clock
 from rawtap.producer._tap._core import Drain, Plan, Prefetch, TeeState, plan
 from rawtap.producer._tap._handoff import count_failure
+
+_PREFETCH, _TEE = Plan.PREFETCH, Plan.TEE  # module globals: cheaper than enum lookups per call
 
 # -- sync ----------------------------------------------------------------------
 
@@ -44,19 +47,33 @@ class SyncTee:
 
     def __iter__(self) -> Iterator[bytes]:
         state = self._state
-        replay, error = state.start()
-        yield from replay
-        if error is not None:
-            raise error
+        replay = state.start()
+        if replay is not None:
+            yield from replay[0]
+            if replay[1] is not None:
+                raise replay[1]
         it = self._it
         if it is None:
             it = iter(self._inner)
             self._it = it
         capture = state.capture
-        keep = capture.keep
+        # Capture.keep, inlined while under the bound: a call (or even writing ``room``
+        # back) per chunk would cost more than the rest of the tee. Past the bound keep()
+        # takes over; before that Capture.sync_room() recomputes what this loop holds.
+        chunks_append = capture.chunks.append
+        offsets_append = capture.offsets.append
+        t0 = capture.t0
+        clock = _clock
+        room = capture.room
         try:
             for chunk in it:
-                keep(chunk)
+                if room > 0:
+                    room -= len(chunk)
+                    chunks_append(chunk)
+                    offsets_append(clock() - t0)
+                else:
+                    capture.room = room
+                    capture.keep(chunk)
                 yield chunk
         except GeneratorExit:
             raise
@@ -82,7 +99,9 @@ class SyncTee:
         self._inner.close()
 
     def __del__(self) -> None:
-        self._state.finalized()
+        state = self._state
+        if not state.capture.done:
+            state.finalized()
 
 
 def _drain_sync(it: Iterator[bytes], drain: Drain) -> None:
@@ -134,7 +153,7 @@ class SyncTransport:
         try:
             how = plan(response, capture)
             stream = response.stream
-            if how is Plan.PREFETCH:
+            if how is _PREFETCH:
                 try:
                     it, ahead = _prefetch_sync(stream, capture)
                 except BaseException as exc:
@@ -143,7 +162,7 @@ class SyncTransport:
                     stream.close()
                     raise
                 response.stream = self._rawtap_tee(stream, capture, it, ahead.got, ahead.error)
-            elif how is Plan.TEE:
+            elif how is _TEE:
                 response.stream = self._rawtap_tee(stream, capture)
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(capture.tap.recorder, "response")
@@ -203,20 +222,32 @@ class AsyncTee:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         state = self._state
-        replay, error = state.start()
-        for chunk in replay:
-            yield chunk
-        if error is not None:
-            raise error
+        replay = state.start()
+        if replay is not None:
+            for chunk in replay[0]:
+                yield chunk
+            if replay[1] is not None:
+                raise replay[1]
         it = self._it
         if it is None:
             it = self._inner.__aiter__()
             self._it = it
         capture = state.capture
-        keep = capture.keep
+        # As in the sync tee (Capture.keep inlined under the bound).
+        chunks_append = capture.chunks.append
+        offsets_append = capture.offsets.append
+        t0 = capture.t0
+        clock = _clock
+        room = capture.room
         try:
             async for chunk in it:
-                keep(chunk)
+                if room > 0:
+                    room -= len(chunk)
+                    chunks_append(chunk)
+                    offsets_append(clock() - t0)
+                else:
+                    capture.room = room
+                    capture.keep(chunk)
                 yield chunk
         except GeneratorExit:
             raise
@@ -243,7 +274,9 @@ class AsyncTee:
         await self._inner.aclose()
 
     def __del__(self) -> None:
-        self._state.finalized()
+        state = self._state
+        if not state.capture.done:
+            state.finalized()
 
 
 async def _drain_async(it: AsyncIterator[bytes], drain: Drain) -> None:
@@ -300,7 +333,7 @@ class AsyncTransport:
         try:
             how = plan(response, capture)
             stream = response.stream
-            if how is Plan.PREFETCH:
+            if how is _PREFETCH:
                 try:
                     it, ahead = await _prefetch_async(stream, capture)
                 except BaseException as exc:
@@ -308,7 +341,7 @@ class AsyncTransport:
                     await stream.aclose()
                     raise
                 response.stream = self._rawtap_tee(stream, capture, it, ahead.got, ahead.error)
-            elif how is Plan.TEE:
+            elif how is _TEE:
                 response.stream = self._rawtap_tee(stream, capture)
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(capture.tap.recorder, "response")
