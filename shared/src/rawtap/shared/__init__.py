@@ -20,7 +20,7 @@ from rawtap.shared._codec import (
     encode_envelope,
     entry_from_parts,
 )
-from rawtap.shared._connection import open_redis, split_cluster_url
+from rawtap.shared._connection import RedisClient, open_redis, split_cluster_url
 from rawtap.shared._decode import (
     BodyDecodeError,
     BodyDecoder,
@@ -84,6 +84,7 @@ __all__ = [
     "ProducerSettings",
     "RawtapError",
     "Record",
+    "RedisClient",
     "SeqRange",
     "StreamNames",
     "WorkerSettings",

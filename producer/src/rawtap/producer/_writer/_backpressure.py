@@ -14,8 +14,7 @@ import redis
 from rawtap.producer._ledger import Ledger
 from rawtap.producer._log import LogOnce
 from rawtap.producer._writer._link import RedisLink
-from rawtap.shared import ProducerSettings
-from rawtap.shared._connection import RedisClient
+from rawtap.shared import ProducerSettings, RedisClient
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)

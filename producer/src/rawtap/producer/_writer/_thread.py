@@ -28,8 +28,7 @@ from rawtap.producer._writer._backpressure import Backpressure
 from rawtap.producer._writer._link import BACKOFF_FIRST_S, BACKOFF_MAX_S, RedisLink, connect
 from rawtap.producer._writer._reports import Reporter
 from rawtap.producer._writer._spill import Spill
-from rawtap.shared import ProducerSettings, StreamNames, shard_for
-from rawtap.shared._connection import RedisClient
+from rawtap.shared import ProducerSettings, RedisClient, StreamNames, shard_for
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
