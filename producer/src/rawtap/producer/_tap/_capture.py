@@ -193,11 +193,7 @@ class Capture:
             self.tail = (self.tail[1], chunk)
 
     def sync_room(self) -> None:
-        """Make ``room`` exact again after a tee's loop, which writes it back only past the bound.
-
-        While ``room`` > 0 it is always the bound less the bytes kept, so it is
-        recomputed from the kept chunks (once, before a drain).
-        """
+        """Make ``room`` exact (a tee's loop writes it back only past the bound); before a drain."""
         if self.room > 0:
             self.room = self.tap.recorder.settings.max_record_bytes - sum(map(len, self.chunks))
 
