@@ -81,7 +81,7 @@ def producer(variant: str) -> dict[str, float]:
     import httpx2
 
     from rawtap.producer import Recorder
-    from rawtap.producer._tap._capture import _trace_context
+    from rawtap.producer._tap._context import trace_context as _trace_context
 
     reader = _configure_sdk() if variant == "sdk" else None
     from opentelemetry import trace

@@ -6,19 +6,30 @@ import asyncio
 import itertools
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
 
 from rawtap.producer import Failed, MemoryWarning, Recorded, Recorder
-from rawtap.shared import StreamNames, decode_entry, decode_report, is_report
+from rawtap.producer._writer import journal_dir
+from rawtap.shared import (
+    ProducerSettings,
+    StreamNames,
+    decode_entry,
+    decode_report,
+    is_report,
+    shard_for,
+)
 from tests.support.pipeline import wait_until
 from tests.support.services import RedisServer, free_port, private_redis
 from tests.support.streams import xrange_entries
@@ -345,3 +356,38 @@ def test_reports_go_out_under_sustained_load_not_only_when_idle(
     # They repeat only when something changed (the final one at close aside).
     states = [(r.next_seq, r.dropped) for r in map(decode_report, reports()) if not r.final]
     assert all(a != b for a, b in itertools.pairwise(states)), states
+
+
+def test_a_version1_journal_left_by_an_earlier_release_replays_to_each_records_shard(
+    redis_url: str, stream_prefix: str, tmp_path: Path
+) -> None:
+    """Frames written before they carried their route: the shard comes from the envelope."""
+    settings = ProducerSettings(
+        redis_url=redis_url, stream_prefix=stream_prefix, spill_dir=str(tmp_path), shards=2
+    )
+    directory = journal_dir(settings)
+    assert directory is not None
+    directory.mkdir(parents=True)
+    frames = b""
+    for i in range(20):
+        entry = {b"v": b"1", b"env": orjson.dumps({"session_id": f"s{i}", "seq": i})}
+        payload = struct.pack("<H", len(entry)) + b"".join(
+            struct.pack("<HI", len(k), len(v)) + k + v for k, v in entry.items()
+        )
+        frames += struct.pack("<IIq", len(payload), zlib.crc32(payload), i) + payload
+    (directory / ("e" * 16 + "-0.seg")).write_bytes(frames)
+    names = StreamNames(stream_prefix)
+    with Recorder(settings) as recorder, redis.Redis.from_url(redis_url) as client:
+        recorder.record("openai", b"{}")  # starts the writer, which replays the segment
+
+        def left_over(shard: int) -> list[str]:
+            """Sessions of the old segment's entries on ``shard`` (not the new record's)."""
+            envelopes = [
+                orjson.loads(f[b"env"]) for _, f in xrange_entries(client, names.shard(shard))
+            ]
+            return sorted(e["session_id"] for e in envelopes if e.get("session_id"))
+
+        wait_until(lambda: len(left_over(0) + left_over(1)) == 20, 10, "the old segment replayed")
+        for shard in (0, 1):
+            want = sorted(f"s{i}" for i in range(20) if shard_for(f"s{i}", i, 2) == shard)
+            assert left_over(shard) == want

@@ -15,8 +15,9 @@ import pytest
 
 from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder, _redact
+from rawtap.producer._redact import _record as _redact_record
 from rawtap.producer._tap import _capture
-from rawtap.producer._tap._transport import is_tap
+from rawtap.producer._tap._flavour import is_tap
 from rawtap.shared import EndState
 from tests.support.tap import (
     API_KEY,
@@ -242,7 +243,7 @@ def test_broken_internals_never_change_what_the_sdk_returns_or_raises(
     if target == "record":
         monkeypatch.setattr(recorder, "record", _break_record)
     elif target == "begin":
-        monkeypatch.setattr(_capture, "_trace_context", _break)
+        monkeypatch.setattr(_capture, "trace_context", _break)
     elif target == "head":
         monkeypatch.setattr(_capture.Capture, "head", _break)
     elif target == "finish":
@@ -252,7 +253,7 @@ def test_broken_internals_never_change_what_the_sdk_returns_or_raises(
     else:
         # Redaction runs on the writer thread: a failure there drops the record (never
         # stores it unredacted) and the SDK's path never sees it.
-        monkeypatch.setattr(_redact, "url", _break)
+        monkeypatch.setattr(_redact_record, "url", _break)
     client = recorder.instrument(_openai(fake, max_retries=1))
     got = [
         _chat(client),

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
 
-from rawtap.producer._journal import JournalFull, SpillJournal, encode_frame, read_frames
+from rawtap.producer._journal import (
+    BY_SEQ,
+    EVERY_SHARD,
+    JournalFull,
+    Route,
+    SpillJournal,
+    encode_frame,
+    read_frames,
+)
 
 
 def _frames(n: int, size: int = 100) -> list[bytes]:
@@ -90,3 +100,36 @@ def test_a_new_segment_name_is_made_durable(
     monkeypatch.setattr(os, "fsync", spying_fsync)
     SpillJournal(tmp_path, "a" * 16, 1 << 20).append(_frames(2))
     assert synced == [True, False]  # the directory entry, then the frames
+
+
+def _version1_frame(seq: int, entry: dict[bytes, bytes]) -> bytes:
+    """A frame as releases before routed frames wrote it (built by hand, not by our encoder)."""
+    payload = struct.pack("<H", len(entry)) + b"".join(
+        struct.pack("<HI", len(k), len(v)) + k + v for k, v in entry.items()
+    )
+    return struct.pack("<IIq", len(payload), zlib.crc32(payload), seq) + payload
+
+
+def test_frames_carry_their_route_and_version1_frames_stay_readable(tmp_path: Path) -> None:
+    journal = SpillJournal(tmp_path, "a" * 16, 1 << 20)
+    old = {b"v": b"1", b"env": b'{"session_id":"s-old"}'}
+    journal.append(
+        [
+            _version1_frame(0, old),
+            encode_frame(1, {b"env": b"{}"}, Route(session_id="user-\udcff-42")),
+            encode_frame(2, {b"env": b"{}"}),
+            encode_frame(-1, {b"kind": b"report", b"env": b"{}"}, EVERY_SHARD),
+            _version1_frame(3, {b"body": b""}),
+        ]
+    )
+    journal.seal()
+    claimed = journal.claim_oldest(include_active=False)
+    assert claimed is not None
+    assert list(read_frames(claimed.path)) == [
+        (0, None, old),  # no route: the replay reads the session from the envelope
+        (1, Route(session_id="user-\udcff-42"), {b"env": b"{}"}),
+        (2, BY_SEQ, {b"env": b"{}"}),
+        (-1, EVERY_SHARD, {b"kind": b"report", b"env": b"{}"}),
+        (3, None, {b"body": b""}),
+    ]
+    journal.finished(claimed, delete=True)

@@ -11,9 +11,11 @@ import httpx2
 import pytest
 
 from rawtap.producer import Recorder
-from rawtap.producer._tap import _capture
+from rawtap.producer._ledger import Ledger
+from rawtap.producer._tap import _handoff
 from rawtap.producer._tap._capture import Capture, Tap, provider_from_host
 from rawtap.producer._tap._context import Session, current_session
+from rawtap.producer._tap._core import Drain, Prefetch
 
 
 def test_provider_names_from_hosts() -> None:
@@ -28,10 +30,8 @@ def test_provider_names_from_hosts() -> None:
 class _Sink:
     """Stands in for the Recorder: records what the tap hands over."""
 
-    _enabled = True
-    _closed = False
-    _allowed = None
     settings = SimpleNamespace(max_record_bytes=1 << 20)
+    ledger = Ledger()
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
@@ -40,8 +40,14 @@ class _Sink:
         self.records.append({"provider": provider, "session": session, **details})
         return True
 
-    def _count(self, name: str, n: int = 1) -> None:
-        pass
+    def accepting(self) -> bool:
+        return True
+
+    def allows(self, provider: str) -> bool:
+        return True
+
+    def buffer_busy(self) -> bool:
+        return False
 
 
 def _capture_for(chunks: list[bytes], sink: _Sink) -> Capture:
@@ -106,8 +112,8 @@ def test_a_finalizer_never_takes_a_lock_this_thread_may_hold(monkeypatch: Any) -
     with lock:  # as if the GC ran inside record() on this very thread
         capture.abandoned()
     assert calls == []
-    assert len(_capture._deferred) == 1
-    _capture.drain_deferred()  # the next capture does this
+    assert len(_handoff.deferred) == 1
+    _handoff.drain_deferred()  # the next capture does this
     assert calls == ["abandoned"]
     recorder.close()
 
@@ -141,7 +147,7 @@ def test_a_users_own_httpx2_transport_is_recognised_after_openai_is_imported() -
     import httpx2
     import openai  # renames httpx2.BaseTransport.__module__ to "openai"
 
-    from rawtap.producer._tap._transport import package_of
+    from rawtap.producer._tap._flavour import package_of
 
     class Mine(httpx2.BaseTransport):
         pass
@@ -151,3 +157,26 @@ def test_a_users_own_httpx2_transport_is_recognised_after_openai_is_imported() -
     with httpx2.Client() as client:
         assert package_of(client) == "httpx2"
     assert package_of(object()) is None
+
+
+class _SmallSink(_Sink):
+    settings = SimpleNamespace(max_record_bytes=20)
+
+
+def test_every_read_path_applies_the_record_size_bound() -> None:
+    """Prefetch, tee and drain all keep chunks through the same bound (Capture.keep)."""
+    ahead = Prefetch(_capture_for([], _SmallSink()))
+    for _ in range(4):
+        ahead.feed(b"x" * 8)
+    assert ahead.capture.chunks == [b"x" * 8] * 3  # 20 of room: the third crosses it
+    assert ahead.capture.unkept == 8
+    assert ahead.got == [b"x" * 8] * 4  # the SDK still gets every byte
+
+    # A tee's loop holds chunks without writing ``room`` back; a drain after it sees
+    # the true room, not the room the capture started with.
+    teed = _capture_for([b"y" * 16], _SmallSink())
+    drain = Drain(teed)
+    for _ in range(3):
+        drain.feed(b"z" * 8)
+    assert teed.chunks == [b"y" * 16, b"z" * 8]
+    assert teed.unkept == 16

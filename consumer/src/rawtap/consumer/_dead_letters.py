@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import redis
 
+from rawtap.shared import ENTRY_RECORD_ID
+
 _FIELD_PREFIX = b"f:"
 
 
@@ -30,7 +32,7 @@ class DeadLetterEntry:
     @property
     def record_id(self) -> str | None:
         """The record id the original entry carried, if readable."""
-        rid = self.fields.get(b"rid")
+        rid = self.fields.get(ENTRY_RECORD_ID)
         return rid.decode("utf-8", "replace") if rid else None
 
 

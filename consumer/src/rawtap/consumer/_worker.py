@@ -50,6 +50,8 @@ from rawtap.consumer._retention import RetentionSchedule
 from rawtap.consumer._sink import Sink, SinkError, open_sink
 from rawtap.consumer._telemetry import WorkerTelemetry
 from rawtap.shared import (
+    ENTRY_ENVELOPE,
+    ENTRY_RECORD_ID,
     CodecError,
     Record,
     StreamNames,
@@ -604,11 +606,11 @@ class Worker:
         deliveries: int,
         now: int,
     ) -> DeadLetter:
-        record_id = fields.get(b"rid")
+        record_id = fields.get(ENTRY_RECORD_ID)
         producer_id: str | None = None
         seq: int | None = None
         try:  # best effort: name the producer and seq so reconciliation can account for it
-            envelope = orjson.loads(fields.get(b"env", b""))
+            envelope = orjson.loads(fields.get(ENTRY_ENVELOPE, b""))
             if isinstance(envelope, dict):
                 pid, s = envelope.get("producer_id"), envelope.get("seq")
                 producer_id = pid if isinstance(pid, str) else None

@@ -8,6 +8,7 @@ retried against a dead Redis still counts against the bound.
 
 import threading
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 Item = tuple[int, int, tuple[Any, ...]]
@@ -79,6 +80,10 @@ class RecordBuffer:
         self.accepted = 0
         self.refused = 0
 
+    def busy(self) -> bool:
+        """True while some thread holds the lock (``put`` would block, or deadlock its holder)."""
+        return self._lock.locked()
+
     @property
     def next_seq(self) -> int:
         """The seq the next accepted record gets (= records accepted so far)."""
@@ -91,3 +96,29 @@ class RecordBuffer:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+_OBJECT_SIZE_ESTIMATE = 4096
+"""Bytes charged against the buffer bound for a response that is not bytes/str yet.
+
+Its real size is only known once the writer serializes it; the same estimate is
+added and released, so the accounting stays exact.
+"""
+
+
+def size_of(raw: object, details: Mapping[str, Any] | None) -> int:
+    """What one ``record()`` call is charged against the bound, before it is serialized."""
+    if isinstance(raw, bytes | str | bytearray):
+        size = len(raw)
+    elif raw is None:
+        size = 0
+    else:
+        size = _OBJECT_SIZE_ESTIMATE
+    if details:
+        chunks = details.get("chunks")
+        if chunks is not None:
+            size = sum(map(len, chunks))
+        request_body = details.get("request_body")
+        if request_body is not None:
+            size += len(request_body)
+    return size + 256  # the envelope and the tuple itself

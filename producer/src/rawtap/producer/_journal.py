@@ -13,9 +13,15 @@ earlier run left. Replaying may send an entry twice (a crash mid-replay); the
 record id makes the sink idempotent.
 
 Frame format, little-endian: ``u32 payload length, u32 crc32, i64 seq`` then
-the payload (``u16 field count``, then per field ``u16 key length, u32 value
-length, key, value``). A torn or corrupt frame ends the segment: what follows
-it cannot be trusted, and the worker's gap detection names those seqs.
+the payload. Version 2 frames (bit 31 of the length set) start the payload with
+the entry's route, so a replay finds its shard without parsing the envelope:
+``u8 tag`` (0: by seq, 1: by session, 2: every shard, a control entry), and
+for tag 1 ``u32 length, session id``. Then, in both versions, ``u16 field
+count`` and per field ``u16 key length, u32 value length, key, value``.
+Version 1 frames (no route; written before this version) stay readable: their
+route is None and the replay reads it from the envelope. A torn or corrupt
+frame ends the segment: what follows it cannot be trusted, and the worker's
+gap detection names those seqs.
 """
 
 import contextlib
@@ -28,16 +34,35 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 
 _FRAME = struct.Struct("<IIq")
 _FIELD = struct.Struct("<HI")
 _COUNT = struct.Struct("<H")
+_KEY = struct.Struct("<BI")
+_V2 = 1 << 31
+"""Set in a frame's length field: the payload starts with the route (version 2)."""
+_BY_SEQ, _BY_SESSION, _EVERY_SHARD = 0, 1, 2
 _SUFFIX = ".seg"
 _TMP = ".tmp"
 
 Entry = dict[bytes, bytes]
+
+
+class Route(NamedTuple):
+    """Where a journaled entry goes on replay (by the shard count of the replaying process)."""
+
+    every_shard: bool = False
+    """A control entry (a producer report): a copy to every shard."""
+    session_id: str | None = None
+    """A record: the shard of this session (:func:`rawtap.shared.shard_for`), else of its seq."""
+
+
+BY_SEQ = Route()
+"""The route of a record without a session, and of frames of unknown origin."""
+EVERY_SHARD = Route(every_shard=True)
 
 
 class JournalFull(Exception):
@@ -52,20 +77,45 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def encode_frame(seq: int, entry: Entry) -> bytes:
-    """One frame holding ``entry`` (``seq`` is -1 for entries that are not records)."""
-    parts = [_COUNT.pack(len(entry))]
+def encode_frame(seq: int, entry: Entry, route: Route = BY_SEQ) -> bytes:
+    """One (version 2) frame holding ``entry`` and its route.
+
+    ``seq`` is -1 for entries that are not records.
+    """
+    if route.every_shard:
+        parts = [bytes((_EVERY_SHARD,))]
+    elif route.session_id is None:
+        parts = [bytes((_BY_SEQ,))]
+    else:
+        key = route.session_id.encode("utf-8", "surrogatepass")
+        parts = [_KEY.pack(_BY_SESSION, len(key)), key]
+    parts.append(_COUNT.pack(len(entry)))
     for key, value in entry.items():
         parts.append(_FIELD.pack(len(key), len(value)))
         parts.append(key)
         parts.append(value)
     payload = b"".join(parts)
-    return _FRAME.pack(len(payload), zlib.crc32(payload), seq) + payload
+    return _FRAME.pack(len(payload) | _V2, zlib.crc32(payload), seq) + payload
 
 
-def _decode_payload(payload: bytes) -> Entry:
-    (count,) = _COUNT.unpack_from(payload, 0)
-    pos = _COUNT.size
+def _decode_route(payload: bytes) -> tuple[Route, int]:
+    tag = payload[0]
+    if tag == _BY_SEQ:
+        return BY_SEQ, 1
+    if tag == _EVERY_SHARD:
+        return EVERY_SHARD, 1
+    if tag != _BY_SESSION:
+        raise ValueError(f"unknown route tag {tag}")
+    _tag, klen = _KEY.unpack_from(payload, 0)
+    end = _KEY.size + klen
+    if end > len(payload):
+        raise ValueError("route length mismatch")
+    return Route(session_id=payload[_KEY.size : end].decode("utf-8", "surrogatepass")), end
+
+
+def _decode_payload(payload: bytes, pos: int) -> Entry:
+    (count,) = _COUNT.unpack_from(payload, pos)
+    pos += _COUNT.size
     entry: Entry = {}
     for _ in range(count):
         klen, vlen = _FIELD.unpack_from(payload, pos)
@@ -79,8 +129,10 @@ def _decode_payload(payload: bytes) -> Entry:
     return entry
 
 
-def read_frames(path: Path) -> Iterator[tuple[int, Entry]]:
-    """``(seq, entry)`` for every intact frame of a segment, stopping at the first bad one.
+def read_frames(path: Path) -> Iterator[tuple[int, Route | None, Entry]]:
+    """``(seq, route, entry)`` for every intact frame of a segment, stopping at the first bad one.
+
+    ``route`` is None for a version 1 frame (written before frames carried it).
 
     Streams: one frame is in memory at a time (a segment may be 64 MiB), so a
     replay holds one send batch, never the whole file.
@@ -93,18 +145,21 @@ def read_frames(path: Path) -> Iterator[tuple[int, Entry]]:
             if len(header) < _FRAME.size:
                 return  # end of the segment (or a torn header: nothing after it to trust)
             length, crc, seq = _FRAME.unpack(header)
+            versioned = bool(length & _V2)
+            length &= ~_V2
             # A corrupt length must not make us allocate it: past the file's end is torn.
             payload = f.read(length) if pos + _FRAME.size + length <= size else b""
             if len(payload) < length or zlib.crc32(payload) != crc:
                 logger.warning("rawtap: %s is torn at byte %d; the rest is ignored", path.name, pos)
                 return
             try:
-                entry = _decode_payload(payload)
-            except (struct.error, ValueError):
+                route, start = _decode_route(payload) if versioned else (None, 0)
+                entry = _decode_payload(payload, start)
+            except (struct.error, ValueError, IndexError, UnicodeDecodeError):
                 logger.warning("rawtap: %s has a corrupt frame at byte %d", path.name, pos)
                 return
             del payload  # the entry holds its own copies of the values
-            yield seq, entry
+            yield seq, route, entry
             pos += _FRAME.size + length
 
 

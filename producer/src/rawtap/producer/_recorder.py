@@ -10,35 +10,30 @@ import or construction.
 """
 
 import asyncio
-import atexit
 import logging
-import os
-import signal
 import threading
 import time
 import weakref
 from collections.abc import Mapping
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 from redis.connection import parse_url
 
-from rawtap.producer import _metrics
-from rawtap.producer._buffer import RecordBuffer
+from rawtap.producer import _lifecycle, _metrics
+from rawtap.producer._buffer import RecordBuffer, size_of
 from rawtap.producer._details import RecordDetails
-from rawtap.producer._events import Callback, Event, Failed, RecorderStats
+from rawtap.producer._events import Callback, RecorderStats
 from rawtap.producer._journal import SpillJournal
+from rawtap.producer._ledger import Ledger
 from rawtap.producer._log import LogOnce
 from rawtap.producer._writer import StreamWriter, journal_dir
 from rawtap.shared import (
     ConfigError,
     ProducerSettings,
-    SeqRange,
-    add_to_ranges,
     display_url,
     load_settings,
     new_producer_id,
-    range_count,
     scrub_text,
     split_cluster_url,
 )
@@ -50,30 +45,6 @@ _C = TypeVar("_C")
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
-
-_OBJECT_SIZE_ESTIMATE = 4096
-"""Bytes charged against the buffer bound for a response that is not bytes/str yet.
-
-Its real size is only known once the writer serializes it; the same estimate is
-added and released, so the accounting stays exact.
-"""
-
-
-def _size_of(raw: object, details: Mapping[str, Any] | None) -> int:
-    if isinstance(raw, bytes | str | bytearray):
-        size = len(raw)
-    elif raw is None:
-        size = 0
-    else:
-        size = _OBJECT_SIZE_ESTIMATE
-    if details:
-        chunks = details.get("chunks")
-        if chunks is not None:
-            size = sum(map(len, chunks))
-        request_body = details.get("request_body")
-        if request_body is not None:
-            size += len(request_body)
-    return size + 256  # the envelope and the tuple itself
 
 
 class Recorder:
@@ -106,21 +77,10 @@ class Recorder:
         # Re-entrant: a SIGTERM flush may call close() while this thread is in _start().
         self._start_lock = threading.RLock()
         self._closed = False
-        self._counters_lock = threading.Lock()
-        self._counters: dict[str, int] = {}
+        self.ledger = Ledger()
+        """Counters, drops and observers, shared with the writer thread and the capture tap."""
         self._skipped = 0
-        self._sent_count = 0
-        # Set when close() gave up on a writer stuck in Redis: the counters are final,
-        # so what the stuck thread does afterwards is not counted a second time.
-        self._final = False
-        self._subscribers: list[Callback] = []
-        self._has_subscribers = False
         self._atexit_registered = False
-        self._drops: dict[str, list[SeqRange]] = {}
-        self._foreign_drops: dict[str, list[SeqRange]] = {}
-        self._spilled_count = 0
-        self._replayed_count = 0
-        self._latency_s = 0.0
         directory = journal_dir(self.settings)
         self._journal = (
             None
@@ -132,11 +92,11 @@ class Recorder:
                 fsync=self.settings.spill_fsync,
             )
         )
-        ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _after_fork_in_child(ref))
-        _LIVE.add(self)
-        if self.settings.handle_sigterm:
-            _install_sigterm_flush()
+        _lifecycle.watch(
+            self,
+            weakref.WeakMethod(self._reset_after_fork),
+            handle_sigterm=self.settings.handle_sigterm,
+        )
         # Observable instruments, read when the host's SDK collects: nothing on record()'s path.
         _metrics.register(self)
 
@@ -171,7 +131,7 @@ class Recorder:
                 if writer is None:
                     return False
             seq = self._buffer.put(
-                _size_of(raw_response, details),
+                size_of(raw_response, details),
                 (
                     time.time_ns(),
                     provider,
@@ -186,7 +146,7 @@ class Recorder:
             if not writer.wake.is_set():
                 writer.wake.set()
         except Exception:  # noqa: BLE001 - the host must never see our failures
-            self._count("internal_errors")
+            self.ledger.count("internal_errors")
             _log_once.warning("record", "rawtap: record() failed internally", exc_info=True)
             return False
         return True
@@ -269,30 +229,29 @@ class Recorder:
         counted, never propagated. To reach an asyncio bus, hand the event over
         with ``loop.call_soon_threadsafe``.
         """
-        self._subscribers.append(callback)
-        self._has_subscribers = True
+        self.ledger.subscribe(callback)
 
     def stats(self) -> RecorderStats:
         """The recorder's counters, as a snapshot."""
-        with self._counters_lock:
-            dropped = {reason: range_count(r) for reason, r in self._drops.items()}
-            counters = dict(self._counters)
+        ledger = self.ledger
+        dropped = ledger.drop_counts()
+        counters = ledger.counters()
         if self._buffer.refused:
             dropped["buffer_full"] = self._buffer.refused
         writer = self._writer
         return RecorderStats(
             producer_id=self.producer_id,
             accepted=self._buffer.accepted,
-            sent=self._sent_count,
+            sent=ledger.sent,
             dropped=dropped,
             skipped=self._skipped,
             buffered_records=len(self._buffer),
             buffered_bytes=self._buffer.nbytes,
-            spilled=self._spilled_count,
-            replayed=self._replayed_count,
+            spilled=ledger.spilled,
+            replayed=ledger.replayed,
             journal_bytes=0 if self._journal is None else self._journal.total_bytes(),
             backpressured=writer is not None and writer.backpressured,
-            last_send_seconds=self._latency_s,
+            last_send_seconds=ledger.last_send_s,
             send_failures=counters.get("send_failures", 0),
             serialize_fallbacks=counters.get("serialize_fallbacks", 0),
             truncated=counters.get("truncated", 0),
@@ -329,7 +288,7 @@ class Recorder:
             self._closed = True
             writer = self._writer
         if self._atexit_registered:
-            atexit.unregister(self._close_at_exit)
+            _lifecycle.forget_at_exit(self)
         if writer is None:
             return True
         try:
@@ -361,93 +320,48 @@ class Recorder:
         # close() joins a thread for a bounded time; do it off the event loop.
         await asyncio.to_thread(self.close)
 
-    # -- internals shared with the writer --------------------------------------
+    # -- for the capture tap (rawtap.producer._tap) ------------------------------
+
+    def accepting(self) -> bool:
+        """True while records are taken at all: enabled and not closed."""
+        return self._enabled and not self._closed
+
+    def allows(self, provider: str) -> bool:
+        """True when ``provider`` is one the ``providers`` setting lets through."""
+        allowed = self._allowed
+        return allowed is None or provider in allowed
+
+    def buffer_busy(self) -> bool:
+        """True while some thread holds the buffer's lock (a finalizer must not record then)."""
+        return self._buffer.busy()
+
+    # -- internals ------------------------------------------------------------------
 
     def _start(self) -> StreamWriter | None:
         with self._start_lock:
             if self._closed:
                 return None
             if self._writer is None:
-                writer = StreamWriter(self, self._buffer, self.settings, self._journal)
+                writer = StreamWriter(
+                    self.producer_id,
+                    self.ledger,
+                    self._buffer,
+                    self.settings,
+                    self._journal,
+                    on_fatal=self._writer_failed,
+                )
                 writer.start()
                 self._writer = writer
                 if not self._atexit_registered:
-                    atexit.register(self._close_at_exit)
-                    # multiprocessing children leave through os._exit(), past atexit.
-                    from multiprocessing import util
-
-                    util.Finalize(self, _close_ref, args=(weakref.ref(self),), exitpriority=10)
+                    _lifecycle.close_at_exit(self)
                     self._atexit_registered = True
                 if self.settings.handle_sigterm:
-                    _install_sigterm_flush()  # if built off the main thread, try again here
+                    _lifecycle.install_sigterm_flush()  # if built off the main thread, try again
             return self._writer
 
     def _writer_failed(self) -> None:
         """The writer thread died of a bug: refuse new records rather than buffer them forever."""
         self._enabled = False
-
-    def _close_at_exit(self) -> None:
-        self.close(self.settings.close_timeout_s)
-
-    def _count(self, name: str, n: int = 1) -> None:
-        with self._counters_lock:
-            self._counters[name] = self._counters.get(name, 0) + n
-
-    def _drop_seqs(
-        self, reason: str, seqs: list[int], error: str | None = None, *, final: bool = False
-    ) -> None:
-        """Accepted records that will never be sent: count them, by seq range, for the report.
-
-        ``final``: close() gave up on a writer stuck in Redis; after these drops the
-        counters are final (``accepted = sent + spilled + dropped``), so whatever
-        the stuck writer thread does later is not counted again.
-        """
-        with self._counters_lock:
-            if self._final:
-                return
-            ranges = self._drops.setdefault(reason, [])
-            for seq in seqs:
-                add_to_ranges(ranges, seq, seq)
-            self._final = final
-        self._emit(Failed(reason, len(seqs), error))
-
-    def _drop_ranges(self) -> dict[str, list[SeqRange]]:
-        with self._counters_lock:
-            return {reason: list(r) for reason, r in self._drops.items()}
-
-    def _dropped_total(self) -> int:
-        with self._counters_lock:
-            return sum(range_count(r) for r in self._drops.values())
-
-    def _report_foreign_drop(self, producer_id: str, seqs: list[int]) -> None:
-        ranges = self._foreign_drops.setdefault(producer_id, [])
-        for seq in seqs:
-            add_to_ranges(ranges, seq, seq)
-        self._emit(Failed("journal_overflow", len(seqs), f"records of producer {producer_id}"))
-
-    # Only the writer thread calls these.
-    def _sent(self, n: int) -> None:
-        if not self._final:
-            self._sent_count += n
-
-    def _spilled(self, n: int) -> None:
-        if not self._final:
-            self._spilled_count += n
-
-    def _replayed(self, n: int) -> None:
-        self._replayed_count += n
-
-    def _record_latency(self, seconds: float) -> None:
-        self._latency_s = seconds
-        _metrics.send_duration(seconds)
-
-    def _emit(self, event: Event) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:  # noqa: BLE001 - an observer's bug is not ours to propagate
-                self._count("hook_errors")
-                _log_once.warning("hook", "rawtap: an event callback raised", exc_info=True)
 
     def _reset_after_fork(self) -> None:
         # The parent's thread does not exist here and its buffered records are the
@@ -457,15 +371,8 @@ class Recorder:
         inherited = self._writer.journal_fds() if self._writer is not None else ()
         self._writer = None
         self._start_lock = threading.RLock()
-        self._counters_lock = threading.Lock()
-        self._counters = {}
-        self._drops = {}
-        self._foreign_drops = {}
+        self.ledger.reset()
         self._skipped = 0
-        self._sent_count = 0
-        self._spilled_count = 0
-        self._replayed_count = 0
-        self._final = False
         self._atexit_registered = False
         if self._journal is not None:
             self._journal.forget_after_fork(self.producer_id, *inherited)
@@ -480,44 +387,3 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError(
             f"invalid setting redis_url: {scrub_text(str(e))} (got {display_url(url)!r})"
         ) from e
-
-
-_LIVE: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
-"""Every recorder of this process, for the SIGTERM flush."""
-_sigterm_installed = False
-
-
-def _close_ref(ref: "weakref.ReferenceType[Recorder]") -> None:
-    recorder = ref()
-    if recorder is not None:
-        recorder._close_at_exit()
-
-
-def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    # Flush every recorder of the process (each within its close bound), then die
-    # as SIGTERM would have: exit status and parent notification unchanged.
-    for recorder in list(_LIVE):
-        recorder.close()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _install_sigterm_flush() -> None:
-    """Install the process-wide SIGTERM flush, once.
-
-    Only when the host left SIGTERM at its default action and we are on the
-    main thread (where Python runs signal handlers): a host that handles
-    SIGTERM itself exits through atexit, which flushes too.
-    """
-    global _sigterm_installed  # noqa: PLW0603 - one handler per process
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    _sigterm_installed = True
-
-
-def _after_fork_in_child(ref: "weakref.ReferenceType[Recorder]") -> None:
-    recorder = ref()
-    if recorder is not None:
-        recorder._reset_after_fork()

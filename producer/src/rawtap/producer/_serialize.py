@@ -43,7 +43,7 @@ def _envelope_default(value: object) -> object:
 class SerializedRecord:
     """A record ready to send: its id, its stream entry, its shard, and what happened on the way."""
 
-    __slots__ = ("entry", "fallback", "record_id", "seq", "shard", "truncated")
+    __slots__ = ("entry", "fallback", "record_id", "seq", "session_id", "shard", "truncated")
 
     def __init__(
         self,
@@ -53,12 +53,15 @@ class SerializedRecord:
         *,
         fallback: bool,
         truncated: bool,
+        session_id: str | None = None,
     ) -> None:
         self.seq = seq
         self.record_id = record_id
         self.entry = entry
         self.fallback = fallback
         self.truncated = truncated
+        self.session_id = session_id
+        """What routes the record to its shard (kept in its journal frame too)."""
         self.shard = 0
 
 
@@ -280,4 +283,5 @@ def serialize(
         entry_from_parts(record_id, packed, request_body, body),
         fallback=form == _REPR,
         truncated=truncated,
+        session_id=session_id,
     )

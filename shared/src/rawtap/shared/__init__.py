@@ -15,17 +15,12 @@ Exceptions::
 """
 
 from rawtap.shared._codec import (
-    ENTRY_BODY,
-    ENTRY_ENVELOPE,
-    ENTRY_RECORD_ID,
-    ENTRY_REQUEST_BODY,
-    ENTRY_VERSION,
     decode_entry,
     encode_entry,
     encode_envelope,
     entry_from_parts,
 )
-from rawtap.shared._connection import open_redis, split_cluster_url
+from rawtap.shared._connection import RedisClient, open_redis, split_cluster_url
 from rawtap.shared._decode import (
     BodyDecodeError,
     BodyDecoder,
@@ -57,13 +52,24 @@ from rawtap.shared._report import (
 )
 from rawtap.shared._settings import ProducerSettings, WorkerSettings, load_settings
 from rawtap.shared._streams import MAX_SHARDS, StreamNames, parse_shard_set, shard_for
+from rawtap.shared._wire import (
+    ENTRY_BODY,
+    ENTRY_ENVELOPE,
+    ENTRY_KIND,
+    ENTRY_RECORD_ID,
+    ENTRY_REQUEST_BODY,
+    ENTRY_VERSION,
+    KIND_REPORT,
+)
 
 __all__ = [
     "ENTRY_BODY",
     "ENTRY_ENVELOPE",
+    "ENTRY_KIND",
     "ENTRY_RECORD_ID",
     "ENTRY_REQUEST_BODY",
     "ENTRY_VERSION",
+    "KIND_REPORT",
     "MAX_SHARDS",
     "SCHEMA_VERSION",
     "BodyDecodeError",
@@ -78,6 +84,7 @@ __all__ = [
     "ProducerSettings",
     "RawtapError",
     "Record",
+    "RedisClient",
     "SeqRange",
     "StreamNames",
     "WorkerSettings",

@@ -1,13 +1,8 @@
 """A Record to and from a Redis stream entry.
 
-An entry has five fields; the bodies travel as raw Redis bulk strings (no
-base64, no JSON escaping) and everything else as one orjson envelope::
-
-    v     schema version, ASCII digits
-    rid   record id (readable without decoding, for dead letters and dedup)
-    env   orjson object: every Record field except the two bodies
-    req   request body bytes
-    body  response body bytes
+An entry has five fields (named in :mod:`rawtap.shared._wire`); the bodies
+travel as raw Redis bulk strings (no base64, no JSON escaping) and everything
+else as one orjson envelope.
 
 The producer builds entries from a plain dict with :func:`entry_from_parts`
 (no pydantic on its writer thread); the worker validates them into a
@@ -23,12 +18,13 @@ from pydantic import ValidationError
 from rawtap.shared._errors import CodecError
 from rawtap.shared._limits import record_problem
 from rawtap.shared._record import SCHEMA_VERSION, Record
-
-ENTRY_VERSION = b"v"
-ENTRY_RECORD_ID = b"rid"
-ENTRY_ENVELOPE = b"env"
-ENTRY_REQUEST_BODY = b"req"
-ENTRY_BODY = b"body"
+from rawtap.shared._wire import (
+    ENTRY_BODY,
+    ENTRY_ENVELOPE,
+    ENTRY_RECORD_ID,
+    ENTRY_REQUEST_BODY,
+    ENTRY_VERSION,
+)
 
 _BODY_FIELDS = frozenset({"request_body", "body"})
 _VERSION_BYTES = str(SCHEMA_VERSION).encode()

@@ -20,9 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rawtap.shared._errors import CodecError
 from rawtap.shared._limits import report_problem
-
-ENTRY_KIND = b"kind"
-KIND_REPORT = b"report"
+from rawtap.shared._wire import ENTRY_ENVELOPE, ENTRY_KIND, KIND_REPORT
 
 SeqRange = tuple[int, int]
 """An inclusive range of seqs, ``(first, last)``."""
@@ -47,7 +45,7 @@ class ProducerReport(BaseModel):
 
 def encode_report(report: ProducerReport) -> dict[bytes, bytes]:
     """The stream entry carrying ``report``."""
-    return {ENTRY_KIND: KIND_REPORT, b"env": orjson.dumps(report.model_dump(mode="json"))}
+    return {ENTRY_KIND: KIND_REPORT, ENTRY_ENVELOPE: orjson.dumps(report.model_dump(mode="json"))}
 
 
 def is_report(fields: dict[bytes, bytes]) -> bool:
@@ -62,7 +60,7 @@ def decode_report(fields: dict[bytes, bytes]) -> ProducerReport:
     order or beyond ``next_seq`` (see :func:`rawtap.shared._limits.report_problem`).
     """
     try:
-        report = ProducerReport.model_validate_json(fields.get(b"env", b""))
+        report = ProducerReport.model_validate_json(fields.get(ENTRY_ENVELOPE, b""))
     except ValidationError as e:
         raise CodecError(f"invalid producer report: {e.errors()[0]['msg']}") from e
     problem = report_problem(report)

@@ -6,8 +6,8 @@ Private: the public surface is ``Recorder.instrument``, ``Recorder.session``,
 
 from rawtap.producer._tap._capture import Tap
 from rawtap.producer._tap._context import Session
+from rawtap.producer._tap._flavour import flavour, package_of
 from rawtap.producer._tap._instrument import instrument
-from rawtap.producer._tap._transport import flavour, package_of
 
 __all__ = ["Session", "Tap", "async_transport", "instrument", "transport"]
 

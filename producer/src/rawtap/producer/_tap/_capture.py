@@ -12,17 +12,22 @@ and queues the record.
 """
 
 import asyncio
-import atexit
-import collections
 import logging
 import sys
 import time
 import zlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rawtap.producer._log import LogOnce
-from rawtap.producer._tap._context import _CALL, _SESSION, CallScope, SessionState, new_call_id
+from rawtap.producer._tap._context import (
+    CallScope,
+    SessionState,
+    current_call,
+    current_session,
+    new_call_id,
+    trace_context,
+)
+from rawtap.producer._tap._handoff import count_failure, deferred, drain_deferred, submit
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder
@@ -30,7 +35,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
 
-_clock = time.perf_counter_ns
+clock = time.perf_counter_ns
+"""The tap's clock (ns): offsets and durations of one attempt."""
+_clock = clock
 
 ERROR_BODY_LIMIT = 64 * 1024
 """Error bodies (status >= 400) up to this size are read by the tap before the SDK sees them."""
@@ -52,99 +59,6 @@ _TERMINAL_MARKERS = (
     b'"finishReason"',  # Gemini
 )
 _RETRY_COUNT_HEADER = b"x-stainless-retry-count"
-
-
-def count_failure(recorder: "Recorder | None", where: str) -> None:
-    """Count and log (once a minute) a failure inside the tap; never raises."""
-    try:
-        if recorder is not None:
-            recorder._count("internal_errors")
-        _log_once.warning(
-            "tap-" + where, "rawtap: the capture tap failed in %s", where, exc_info=True
-        )
-    except Exception:  # noqa: BLE001, S110 - the last line of defence must not raise either
-        pass
-
-
-# -- trace context (optional dependency) --------------------------------------
-
-_get_current_span: Callable[[], Any] | None = None
-_otel_checked = False
-
-
-def _load_otel() -> None:
-    global _get_current_span, _otel_checked  # noqa: PLW0603 - resolved once per process
-    _otel_checked = True
-    try:
-        from opentelemetry.trace import get_current_span
-    except ImportError:
-        return
-    _get_current_span = get_current_span
-
-
-def _trace_context() -> tuple[str, str | None] | None:
-    if not _otel_checked:
-        _load_otel()
-    get_span = _get_current_span
-    if get_span is None:
-        return None
-    ctx = get_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
-    state = ctx.trace_state
-    return traceparent, (state.to_header() if state else None)
-
-
-# -- handing records over without ever blocking ---------------------------------
-
-_deferred: collections.deque[tuple["Recorder", str, Any, str | None, dict[str, Any]]] = (
-    collections.deque()
-)
-_atexit_registered = False
-
-
-def _buffer_busy(recorder: "Recorder") -> bool:
-    # A finalizer may run while this very thread holds the buffer's (non-reentrant)
-    # lock, e.g. when an allocation inside ``record()`` triggers the cyclic GC; a
-    # record() from there would deadlock. If the lock is taken at all, defer.
-    lock = getattr(getattr(recorder, "_buffer", None), "_lock", None)
-    return lock is not None and lock.locked()
-
-
-def _submit(
-    recorder: "Recorder",
-    provider: str,
-    metadata: Any,
-    session_id: str | None,
-    details: dict[str, Any],
-    risky: bool,
-) -> None:
-    global _atexit_registered  # noqa: PLW0603 - one process-wide registration
-    if risky and _buffer_busy(recorder):
-        _deferred.append((recorder, provider, metadata, session_id, details))
-        if not _atexit_registered:
-            _atexit_registered = True
-            atexit.register(drain_deferred)
-        return
-    recorder.record(provider, None, metadata, session_id, **details)
-
-
-def drain_deferred() -> None:
-    """Queue records that a finalizer had to set aside; called on the next capture."""
-    while _deferred:
-        try:
-            item = _deferred.popleft()
-        except IndexError:
-            return
-        recorder, provider, metadata, session_id, details = item
-        try:
-            if _buffer_busy(recorder):
-                _deferred.appendleft(item)
-                return
-            recorder.record(provider, None, metadata, session_id, **details)
-        except Exception:  # noqa: BLE001 - never into the host
-            count_failure(recorder, "drain")
 
 
 # -- the tap's shared state ------------------------------------------------------
@@ -183,20 +97,19 @@ class Tap:
         """A capture for ``request``, or None when nothing is to be recorded."""
         try:
             recorder = self.recorder
-            if not recorder._enabled or recorder._closed:
+            if not recorder.accepting():
                 return None
-            if _deferred:
+            if deferred:
                 drain_deferred()
-            session = _SESSION.get()
+            session = current_session()
             if session is not None and not session.record:
                 return None
             provider = self.provider
             if provider is None:
                 provider = provider_from_host(request.url.host) or self.fallback_provider
-            allowed = recorder._allowed
-            if allowed is not None and provider not in allowed:
+            if not recorder.allows(provider):
                 return None
-            return Capture(self, request, provider, session, _CALL.get())
+            return Capture(self, request, provider, session, current_call())
         except Exception:  # noqa: BLE001 - never into the host
             count_failure(self.recorder, "begin")
             return None
@@ -248,7 +161,7 @@ class Capture:
         else:
             self.call_id = None
             self.attempt = None
-        self.trace = _trace_context()
+        self.trace = trace_context()
         self.status: int | None = None
         self.response_headers: Any = None
         self.first_byte: int | None = None
@@ -262,6 +175,27 @@ class Capture:
         self.tail: tuple[bytes, bytes] = (b"", b"")
 
     # -- events ------------------------------------------------------------------
+
+    def keep(self, chunk: bytes, offset_ns: int | None = None) -> None:
+        """A body chunk passed (``offset_ns`` after the start; default: now).
+
+        The one place that holds chunks, for every read path (see :mod:`._core`):
+        past ``max_record_bytes`` the record is cut anyway, so the rest is only
+        counted, and the last two pieces kept to see the terminal event on close.
+        """
+        room = self.room
+        if room > 0:
+            self.room = room - len(chunk)
+            self.chunks.append(chunk)
+            self.offsets.append(_clock() - self.t0 if offset_ns is None else offset_ns)
+        else:
+            self.unkept += len(chunk)
+            self.tail = (self.tail[1], chunk)
+
+    def sync_room(self) -> None:
+        """Make ``room`` exact (a tee's loop writes it back only past the bound); before a drain."""
+        if self.room > 0:
+            self.room = self.tap.recorder.settings.max_record_bytes - sum(map(len, self.chunks))
 
     def head(self, response: Any) -> None:
         """The response head arrived (status and headers)."""
@@ -402,9 +336,9 @@ class Capture:
                     details["tracestate"] = self.trace[1]
             session = self.session
             if session is None:
-                _submit(recorder, self.provider, None, None, details, risky)
+                submit(recorder, self.provider, None, None, details, risky)
             else:
-                _submit(
+                submit(
                     recorder, self.provider, session.metadata, session.session_id, details, risky
                 )
         except Exception:  # noqa: BLE001 - never into the host

@@ -1,6 +1,8 @@
 """Context variables of the tap: the session a record belongs to, and the SDK call.
 
-Both work the same in threads and in asyncio tasks (``contextvars``). A
+Both work the same in threads and in asyncio tasks (``contextvars``).
+The OpenTelemetry trace context is read here too (:func:`trace_context`,
+only if the host has ``opentelemetry-api``). A
 *session* tags every record made inside it; a *call scope* is set around one
 logical SDK call so that its retried attempts share a ``call_id`` and get
 consecutive attempt numbers.
@@ -9,11 +11,18 @@ consecutive attempt numbers.
 import contextvars
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["CallScope", "Session", "current_call", "current_session", "new_call_id"]
+__all__ = [
+    "CallScope",
+    "Session",
+    "current_call",
+    "current_session",
+    "new_call_id",
+    "trace_context",
+]
 
 
 class SessionState:
@@ -32,9 +41,11 @@ _SESSION: contextvars.ContextVar[SessionState | None] = contextvars.ContextVar(
 )
 
 
-def current_session() -> SessionState | None:
-    """The innermost open session of this thread or task, if any."""
-    return _SESSION.get()
+current_session = _SESSION.get
+"""``current_session()``: the innermost open session of this thread or task, if any.
+
+The context variable's own ``get`` (no Python frame: the tap calls it per request).
+"""
 
 
 class Session:
@@ -132,9 +143,8 @@ _CALL: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar(
 )
 
 
-def current_call() -> CallScope | None:
-    """The SDK call being made in this thread or task, if the SDK is instrumented."""
-    return _CALL.get()
+current_call = _CALL.get
+"""``current_call()``: the SDK call being made in this thread or task, if instrumented."""
 
 
 def enter_call() -> contextvars.Token[CallScope | None] | None:
@@ -148,3 +158,34 @@ def exit_call(token: contextvars.Token[CallScope | None] | None) -> None:
     """Close the scope ``enter_call`` opened (no-op for ``None``)."""
     if token is not None:
         _CALL.reset(token)
+
+
+# -- trace context (optional dependency) --------------------------------------
+
+_get_current_span: Callable[[], Any] | None = None
+_otel_checked = False
+
+
+def _load_otel() -> None:
+    global _get_current_span, _otel_checked  # noqa: PLW0603 - resolved once per process
+    _otel_checked = True
+    try:
+        from opentelemetry.trace import get_current_span
+    except ImportError:
+        return
+    _get_current_span = get_current_span
+
+
+def trace_context() -> tuple[str, str | None] | None:
+    """``(traceparent, tracestate)`` of the current OpenTelemetry span, if there is a valid one."""
+    if not _otel_checked:
+        _load_otel()
+    get_span = _get_current_span
+    if get_span is None:
+        return None
+    ctx = get_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    traceparent = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    state = ctx.trace_state
+    return traceparent, (state.to_header() if state else None)

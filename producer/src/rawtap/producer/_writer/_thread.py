@@ -1,0 +1,342 @@
+"""StreamWriter: the thread that drains one Recorder's buffer and decides where each batch goes.
+
+It sleeps on an event when the buffer is empty, drains it in batches,
+serializes each record (the expensive part, kept off the caller's thread) and
+sends the batch in one pipelined round trip (:mod:`._link`). A batch goes to
+Redis normally; to the spill journal (:mod:`._spill`) while Redis fails or
+while its shard is backpressured (:mod:`._backpressure`); reports go out
+every ``report_interval_s`` (:mod:`._reports`).
+
+Without a journal (``spill_dir=""``) a failed batch is retried in memory; its
+bytes stay counted against the buffer's bound, so ``record()`` starts refusing
+(and counting) instead of growing memory.
+"""
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from rawtap.producer._buffer import Item, RecordBuffer
+from rawtap.producer._events import MemoryWarning, Recorded
+from rawtap.producer._journal import SpillJournal
+from rawtap.producer._ledger import Ledger
+from rawtap.producer._log import LogOnce
+from rawtap.producer._serialize import SerializedRecord, serialize
+from rawtap.producer._writer._backpressure import Backpressure
+from rawtap.producer._writer._link import BACKOFF_FIRST_S, BACKOFF_MAX_S, RedisLink, connect
+from rawtap.producer._writer._reports import Reporter
+from rawtap.producer._writer._spill import Spill
+from rawtap.shared import ProducerSettings, RedisClient, StreamNames, shard_for
+
+logger = logging.getLogger(__name__)
+_log_once = LogOnce(logger)
+
+_IDLE_WAIT_S = 1.0
+_REPLAY_WAIT_S = 0.05
+# How long an unanswered Redis call may hold the writer while the buffer fills.
+_STALL_S = 0.25
+
+
+class StreamWriter:
+    """Drains one Recorder's buffer into its Redis stream on a daemon thread.
+
+    It shares the recorder's :class:`~rawtap.producer._ledger.Ledger` (counters,
+    drops, observers) and is handed everything else; ``on_fatal`` is called if
+    the thread dies of a bug, so the recorder stops accepting records.
+    """
+
+    def __init__(
+        self,
+        producer_id: str,
+        ledger: Ledger,
+        buffer: RecordBuffer,
+        settings: ProducerSettings,
+        journal: SpillJournal | None,
+        client_factory: Callable[[ProducerSettings], RedisClient] = connect,
+        *,
+        on_fatal: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._producer_id = producer_id
+        self._ledger = ledger
+        self._on_fatal = on_fatal
+        self._buffer = buffer
+        self._settings = settings
+        self.streams = StreamNames(settings.stream_prefix).shards(settings.shards)
+        self.stream = self.streams[0]
+        """The first shard's stream (the only one when ``shards`` is 1)."""
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._deadline = float("inf")
+        self._link = RedisLink(settings, self.streams, ledger, client_factory, self._stop_waiting)
+        self._backpressure = Backpressure(
+            settings,
+            self.streams,
+            ledger,
+            self._link,
+            enabled=settings.backpressure and journal is not None,
+        )
+        self._spill = (
+            None
+            if journal is None
+            else Spill(
+                journal,
+                settings,
+                producer_id,
+                ledger,
+                self._link,
+                self._backpressure,
+                len(self.streams),
+            )
+        )
+        self._reporter = Reporter(
+            settings, producer_id, ledger, buffer, self._link, self._backpressure, self._spill
+        )
+        self._warned = False
+        self._unsent = 0
+        # Seqs of the batch being serialized and delivered, not yet counted anywhere.
+        self._inflight: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="rawtap-writer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Send (or spill) what is buffered for at most ``timeout`` seconds, then stop.
+
+        Returns True when nothing accepted was lost; what could be neither sent
+        nor spilled is dropped and counted under ``unsent_at_close``.
+        """
+        self._deadline = time.monotonic() + timeout
+        self._stop.set()
+        self.wake.set()
+        self._thread.join(timeout + 1.0)
+        if self._thread.is_alive():
+            # Stuck in a Redis call (a stalled server answers nothing for up to
+            # socket_timeout_s per try): what it holds and what is still buffered will
+            # not be sent by this deadline. Count it now, so the counters add up at exit.
+            rest = self._buffer.take(len(self._buffer))
+            self._buffer.release(sum(item[1] for item in rest))
+            seqs = sorted({*self._inflight, *(item[0] for item in rest)})
+            self._unsent += len(seqs)
+            self._ledger.drop(
+                "unsent_at_close", seqs, "writer blocked on Redis at close", final=True
+            )
+            return False
+        return self._unsent == 0
+
+    def journal_fds(self) -> tuple[int, ...]:
+        """Journal descriptors this writer holds (a segment being replayed), for a forked child."""
+        return () if self._spill is None else self._spill.fds()
+
+    @property
+    def backpressured(self) -> bool:
+        """True while at least one shard's consumers lag towards ``maxlen``."""
+        return bool(self._backpressure.shards)
+
+    @property
+    def backpressured_shards(self) -> list[int]:
+        """The shards whose records are being spilled because their consumers lag."""
+        return sorted(self._backpressure.shards)
+
+    @property
+    def healthy(self) -> bool:
+        """True when batches of every shard go straight to Redis."""
+        ok = self._backpressure.ok
+        return not self._link.outage and all(ok(k) for k in range(len(self.streams)))
+
+    def _stop_waiting(self, waited_s: float) -> bool:
+        """Give up on a Redis call that has not answered for ``waited_s`` (see :mod:`._redis_call`)?
+
+        Always once close()'s deadline has passed. With a journal, once the call
+        has waited ``_STALL_S`` (a healthy Redis answers a batch far sooner) and the
+        buffer is half full: spilling then keeps up with a stalled server.
+        """
+        if self._stop.is_set() and time.monotonic() >= self._deadline:
+            return True
+        if self._spill is None or waited_s < _STALL_S:
+            return False
+        buffer = self._buffer
+        return buffer.nbytes * 2 >= buffer.max_bytes or len(buffer) * 2 >= buffer.max_items
+
+    def _probe(self, now: float | None = None) -> None:
+        """In an outage, probe when due (now if ``now`` is None); back: read the backlogs first."""
+        back = self._link.probe_now() if now is None else self._link.maybe_probe(now)
+        if back:
+            self._backpressure.recheck()
+
+    # -- the thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        spill = self._spill
+        try:
+            while True:
+                now = time.monotonic()
+                self._probe(now)
+                self._backpressure.maybe_check(now)
+                if now >= self._reporter.due_at and not self._stop.is_set():
+                    self._reporter.report()  # under sustained load too, not only when idle
+                batch = self._buffer.take(self._settings.send_batch_size)
+                if batch:
+                    self._inflight = [item[0] for item in batch]
+                    self._handle(batch)
+                    self._inflight = []
+                    self._check_memory()
+                    continue
+                if self._stop.is_set():
+                    break
+                if (
+                    spill is not None
+                    and self.healthy
+                    and spill.replay_step(include_active=len(self._buffer) == 0)
+                ):
+                    continue
+                self.wake.clear()
+                if len(self._buffer) == 0:
+                    replay_waits = spill is not None and not spill.journal.is_empty()
+                    self.wake.wait(_REPLAY_WAIT_S if replay_waits else _IDLE_WAIT_S)
+            # The final report first: if Redis fails it, it is journaled and the replay
+            # below gets a second chance to send it (after a fresh probe of every shard).
+            self._probe()
+            self._reporter.report(final=True)
+            self._replay_before_exit()
+        except Exception:  # a bug: keep the host alive, stop accepting, say so once
+            logger.exception(
+                "rawtap writer thread stopped by an unexpected error; recording is disabled"
+            )
+            self._ledger.count("internal_errors")
+            self._on_fatal()
+        finally:
+            self._drop_rest()
+            if spill is not None:
+                spill.stop_replay(delete=False)
+                spill.journal.close()
+            self._link.close()
+
+    def _handle(self, batch: list[Item]) -> None:
+        nbytes = sum(item[1] for item in batch)
+        records: list[SerializedRecord] = []
+        shards = len(self.streams)
+        for item in batch:
+            try:
+                rec = serialize(
+                    item,
+                    self._producer_id,
+                    self._settings.service,
+                    self._settings.max_record_bytes,
+                    self._settings.redact_names,
+                )
+                rec.shard = shard_for(rec.session_id, item[0], shards)
+                records.append(rec)
+            except Exception as e:  # noqa: BLE001 - one bad record must not stop the others
+                self._ledger.drop("serialize_error", [item[0]], repr(e))
+        self._inflight = [rec.seq for rec in records]
+        for rec in records:
+            if rec.fallback:
+                self._ledger.count("serialize_fallbacks")
+            if rec.truncated:
+                self._ledger.count("truncated")
+        if records:
+            self._deliver(records)
+        self._buffer.release(nbytes)
+
+    def _deliver(self, records: list[SerializedRecord]) -> None:
+        if self._spill is None:
+            if not self._send_until_done(records):
+                self._unsent += len(records)
+                self._ledger.drop(
+                    "unsent_at_close", [r.seq for r in records], "Redis unreachable at close"
+                )
+            return
+        ok = self._backpressure.ok
+        direct = [r for r in records if ok(r.shard)]
+        held = [r for r in records if not ok(r.shard)] if direct else records
+        if direct:
+            try:
+                self._link.xadd([(self.streams[r.shard], r.entry) for r in direct])
+            except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
+                self._link.enter_outage(e, len(direct))
+                held = records
+            else:
+                for r in direct:
+                    self._backpressure.spend(r.shard, 1)
+                self._sent(direct)
+        if held:
+            self._spill.spill(held)
+
+    def _sent(self, records: list[SerializedRecord]) -> None:
+        self._ledger.add_sent(len(records))
+        if self._ledger.has_subscribers:
+            for shard in sorted({r.shard for r in records}):
+                self._ledger.emit(
+                    Recorded(
+                        tuple(r.record_id for r in records if r.shard == shard),
+                        self.streams[shard],
+                    )
+                )
+
+    def _send_until_done(self, records: list[SerializedRecord]) -> bool:
+        """No journal: retry in memory until it works or the close deadline passes."""
+        delay = BACKOFF_FIRST_S
+        while True:
+            try:
+                self._link.xadd([(self.streams[r.shard], r.entry) for r in records])
+            except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
+                self._link.send_failed(e, len(records))
+                _log_once.warning(
+                    "send", "rawtap: cannot write to Redis (%s); retrying, records stay buffered", e
+                )
+                self._check_memory()  # the buffer fills while we wait: say so now
+            else:
+                self._sent(records)
+                return True
+            if self._stop.is_set():
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                time.sleep(min(delay, left))
+            else:
+                # Returns at once when close() is called, to use what is left of its bound.
+                self._stop.wait(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def _replay_before_exit(self) -> None:
+        """On close, empty the journal into Redis while time is left and Redis can take it.
+
+        An unreachable Redis ends this at once (the records are safe on disk and
+        the next run replays them); lagging consumers are waited for until the
+        close deadline, since sending past the cap would let MAXLEN trim.
+        """
+        spill = self._spill
+        if spill is None:
+            return
+        self._probe()
+        while not spill.journal.is_empty() and not self._link.outage:
+            now = time.monotonic()
+            if now >= self._deadline:
+                return
+            self._backpressure.maybe_check(now)
+            if self.backpressured:
+                time.sleep(min(_REPLAY_WAIT_S, max(0.0, self._deadline - now)))
+            elif not spill.replay_step(include_active=len(self._buffer) == 0):
+                return
+
+    # -- memory --------------------------------------------------------------------
+
+    def _check_memory(self) -> None:
+        limit = self._buffer.max_bytes
+        held = self._buffer.nbytes
+        if not self._warned and held > limit * self._settings.memory_warning_ratio:
+            self._warned = True
+            self._ledger.emit(MemoryWarning(held, limit))
+        elif self._warned and held < limit * self._settings.memory_warning_ratio / 2:
+            self._warned = False
+
+    def _drop_rest(self) -> None:
+        rest = self._buffer.take(len(self._buffer))
+        if rest:
+            self._unsent += len(rest)
+            self._buffer.release(sum(item[1] for item in rest))
+            self._ledger.drop("unsent_at_close", [item[0] for item in rest], "recorder closed")
