@@ -52,7 +52,7 @@ class _RssSampler(threading.Thread):
 def run_rawtap(args: argparse.Namespace) -> dict[str, Any]:
     """The rawtap Worker, with the sink and Redis client opened before ``go``."""
     from rawtap.consumer import Worker, open_sink
-    from rawtap.consumer._redis import connect
+    from rawtap.consumer.worker import connect
     from rawtap.shared import WorkerSettings
 
     settings = WorkerSettings(

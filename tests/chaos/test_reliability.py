@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from rawtap.consumer import SqliteSink
-from rawtap.consumer._accounting import ProducerBalance
+from rawtap.consumer.store import ProducerBalance
 from rawtap.shared import Record, encode_entry
 from tests.support.chaos import Chaos, produce
 from tests.support.pipeline import rawtap_command, wait_until
@@ -43,6 +43,26 @@ def _stored(chaos: Chaos) -> int:
         return 0
     with SqliteSink(chaos.db) as sink:
         return sink.count()
+
+
+def _when_final(chaos: Chaos, producer_ids: list[str], rows: int) -> dict[str, ProducerBalance]:
+    """Balances once ``rows`` are stored and each producer's final report is accounted.
+
+    A report is an entry of its own, committed in a batch of its own, possibly after
+    the last row: waiting for the rows alone reads the ledger too early.
+    """
+    balances: dict[str, ProducerBalance] = {}
+
+    def final() -> bool:
+        nonlocal balances
+        if _stored(chaos) != rows:
+            return False
+        with SqliteSink(chaos.db) as sink:
+            balances = {b.producer_id: b for b in sink.reconcile()}
+        return all(pid in balances and balances[pid].final for pid in producer_ids)
+
+    wait_until(final, 60, f"{rows} rows and the final reports of {producer_ids}")
+    return balances
 
 
 def test_p01a_no_loss_on_worker_crash(chaos: Chaos) -> None:
@@ -656,9 +676,7 @@ def test_p24a_flush_on_exit_and_sigterm(chaos: Chaos) -> None:
         assert proc.returncode == (0 if mode == "exit" else -signal.SIGTERM), proc.stderr
         ids.append(proc.stdout.strip())
     chaos.start_worker("w1")
-    wait_until(lambda: _stored(chaos) == 6000, 30, "both runs stored")
-    with SqliteSink(chaos.db) as sink:
-        balances = {b.producer_id: b for b in sink.reconcile()}
+    balances = _when_final(chaos, ids, rows=6000)
     for pid in ids:
         assert balances[pid].accepted == balances[pid].stored == 3000
         assert balances[pid].final
@@ -695,9 +713,7 @@ def test_p24b_restart_replays_what_an_earlier_run_left(chaos: Chaos) -> None:
         timeout=60,
         check=True,
     )
-    wait_until(lambda: _stored(chaos) == 1010, 30, "the earlier run's records replayed")
-    with SqliteSink(chaos.db) as sink:
-        balance = {b.producer_id: b for b in sink.reconcile()}[first[0]]
+    balance = _when_final(chaos, [first[0]], rows=1010)[first[0]]
     assert balance.balanced
     assert balance.stored == 1000
 
@@ -706,7 +722,7 @@ def test_p21_sink_outage(chaos: Chaos, postgres_url: str) -> None:
     import psycopg
     from psycopg import sql
 
-    from rawtap.consumer._postgres import split_url
+    from rawtap.consumer.store._postgres import split_url
     from tests.support.tcpproxy import TcpProxy
 
     schema = f"rawtap_chaos_{chaos.prefix.replace('-', '_')}"

@@ -226,7 +226,7 @@ def test_demo_replaces_only_its_own_store(
 
 
 def test_stats_exit_codes_are_the_documented_table() -> None:
-    from rawtap.consumer._stats_report import STATUS, StatsExit
+    from rawtap.consumer.read import STATUS, StatsExit
     from tests.support.chaos import ROOT
 
     doc = (ROOT / "docs" / "cli.md").read_text()

@@ -32,9 +32,9 @@ from rawtap.consumer import (
     Worker,
     open_sink,
 )
-from rawtap.consumer._postgres import is_data_error as pg_is_data_error
-from rawtap.consumer._rows import FILTER_MAX_BYTES
-from rawtap.consumer._sqlite import is_data_error as sqlite_is_data_error
+from rawtap.consumer.store import FILTER_MAX_BYTES
+from rawtap.consumer.store._postgres import is_data_error as pg_is_data_error
+from rawtap.consumer.store._sqlite import is_data_error as sqlite_is_data_error
 from rawtap.shared import (
     ProducerReport,
     Record,

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from rawtap.consumer import ReplayServer, derive, open_sink
-from rawtap.consumer._read import iter_matching
-from rawtap.consumer._sink import RecordQuery
 from rawtap.consumer._synthetic import SyntheticResponse, anthropic, gemini, openai
+from rawtap.consumer.read import iter_matching
+from rawtap.consumer.store import RecordQuery
 from rawtap.shared import Record
 from tests.support.records import make_record, sse
 

@@ -310,7 +310,7 @@ def test_postgres_outage_is_a_sink_error_then_recovers(postgres_url: str, pg_sch
 def test_sqlite_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
-    from rawtap.consumer._rows import migration_scripts
+    from rawtap.consumer.store._rows import migration_scripts
     from rawtap.shared import encode_envelope
 
     path = tmp_path / "old.db"
@@ -338,7 +338,7 @@ def test_sqlite_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
 
 
 def test_ledger_accepts_what_garbage_entries_carry_and_reconciles(store: Store) -> None:
-    from rawtap.consumer._accounting import Accounting, DeadLetter
+    from rawtap.consumer.store import Accounting, DeadLetter
     from rawtap.shared import ProducerReport
 
     records = [make_record("openai", b"{}", seq=s) for s in (0, 1, 3)]
@@ -369,7 +369,7 @@ def test_ledger_accepts_what_garbage_entries_carry_and_reconciles(store: Store) 
 
 
 def test_retention_is_accounted_as_purged_not_lost(store: Store) -> None:
-    from rawtap.consumer._accounting import Accounting
+    from rawtap.consumer.store import Accounting
     from rawtap.shared import ProducerReport
 
     old, new = 1_000_000_000, 5_000_000_000_000_000_000

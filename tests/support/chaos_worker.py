@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from rawtap.consumer import SinkError, SqliteSink, Worker
 from rawtap.consumer._derived import Derived
-from rawtap.consumer._sqlite import path_from_url
+from rawtap.consumer.store import path_from_url
 from rawtap.shared import Record, WorkerSettings, load_settings
 
 log = logging.getLogger("tests.chaos_worker")

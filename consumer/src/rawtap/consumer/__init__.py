@@ -22,8 +22,9 @@ Exceptions::
 
 from rawtap.consumer._derive import PARSER_VERSIONS, derive, derive_all, is_stale
 from rawtap.consumer._derived import Derived, ToolCall
-from rawtap.consumer._postgres import PostgresSink
-from rawtap.consumer._read import (
+from rawtap.consumer._replay import ReplayServer
+from rawtap.consumer._telemetry import TelemetrySettings, WorkerTelemetry
+from rawtap.consumer.read import (
     ExportReport,
     export_jsonl,
     export_parquet,
@@ -32,21 +33,19 @@ from rawtap.consumer._read import (
     render_show,
     resolve_record,
 )
-from rawtap.consumer._redis import RedisUnavailable
-from rawtap.consumer._replay import ReplayServer
-from rawtap.consumer._retention import purge_older_than
-from rawtap.consumer._sink import (
+from rawtap.consumer.store import (
+    PostgresSink,
     RecordQuery,
     RecordSummary,
     Sink,
     SinkError,
+    SqliteSink,
     Store,
     StoredRecord,
     open_sink,
+    purge_older_than,
 )
-from rawtap.consumer._sqlite import SqliteSink
-from rawtap.consumer._telemetry import TelemetrySettings, WorkerTelemetry
-from rawtap.consumer._worker import Worker, WorkerStats
+from rawtap.consumer.worker import RedisUnavailable, Worker, WorkerStats
 
 __all__ = [
     "PARSER_VERSIONS",

@@ -22,30 +22,46 @@ import typer
 # typer vendors click (typer._click): its exceptions are what the parser raises.
 from typer._click import exceptions as click_errors
 
-from rawtap.consumer._accounting import ProducerBalance
-from rawtap.consumer._dead_letters import get_dead_letter, list_dead_letters, requeue
 from rawtap.consumer._demo import run_demo
-from rawtap.consumer._logs import LOG_FORMATS, LOG_LEVELS, setup_logging
-from rawtap.consumer._read import (
+from rawtap.consumer.cli._logs import LOG_FORMATS, LOG_LEVELS, setup_logging
+from rawtap.consumer.cli._terminal import printable
+from rawtap.consumer.read import (
     ExportReport,
+    PipelineFigures,
+    StatsExit,
+    document,
+    error_document,
     export_jsonl,
     export_parquet,
     format_time,
+    gather,
     iter_matching,
     parse_time,
     render_show,
     resolve_record,
+    totals,
+    verdict,
 )
-from rawtap.consumer._read import (
+from rawtap.consumer.read import (
     rederive as run_rederive,
 )
-from rawtap.consumer._redis import connect, describe
-from rawtap.consumer._retention import purge_older_than
-from rawtap.consumer._sink import RecordQuery, RecordSummary, SinkError, Store, open_sink
-from rawtap.consumer._stats import PipelineFigures, gather
-from rawtap.consumer._stats_report import StatsExit, document, error_document, totals, verdict
-from rawtap.consumer._terminal import printable
-from rawtap.consumer._worker import Worker
+from rawtap.consumer.store import (
+    ProducerBalance,
+    RecordQuery,
+    RecordSummary,
+    SinkError,
+    Store,
+    open_sink,
+    purge_older_than,
+)
+from rawtap.consumer.worker import (
+    Worker,
+    connect,
+    describe,
+    get_dead_letter,
+    list_dead_letters,
+    requeue,
+)
 from rawtap.shared import (
     ConfigError,
     EndState,
@@ -705,7 +721,7 @@ def show(
         sys.stdout.buffer.write(stored.record.body)
         sys.stdout.buffer.flush()
     elif as_json:
-        from rawtap.consumer._read import jsonl_line
+        from rawtap.consumer.read import jsonl_line
 
         sys.stdout.buffer.write(jsonl_line(stored, with_derived=True))
         sys.stdout.buffer.flush()

@@ -27,11 +27,9 @@ from pathlib import Path
 import redis
 
 from rawtap.consumer._demo_calls import DEMO_KEY, PROVIDERS, Call, DemoClients, plan
-from rawtap.consumer._redis import RedisUnavailable
-from rawtap.consumer._sink import RecordQuery, Sink, Store, open_sink
-from rawtap.consumer._sqlite import path_from_url
-from rawtap.consumer._worker import Worker
 from rawtap.consumer.fake_provider import FakeProvider
+from rawtap.consumer.store import RecordQuery, Sink, Store, open_sink, path_from_url
+from rawtap.consumer.worker import RedisUnavailable, Worker
 from rawtap.producer import Recorder
 from rawtap.shared import RawtapError, WorkerSettings, display_url
 

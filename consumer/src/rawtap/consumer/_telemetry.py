@@ -74,8 +74,8 @@ from rawtap.shared import ConfigError, EndState, Record, range_count
 from rawtap.shared._connection import RedisClient
 
 if TYPE_CHECKING:
-    from rawtap.consumer._sink import Sink
-    from rawtap.consumer._worker import Worker
+    from rawtap.consumer.store import Sink
+    from rawtap.consumer.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -767,8 +767,8 @@ class _StreamProbe:
         now = time.monotonic()
         if cached is not None and now - cached[0] < 1.0:
             return cached[1]
-        from rawtap.consumer._redis import connect
-        from rawtap.consumer._stats import gather
+        from rawtap.consumer.read import gather
+        from rawtap.consumer.worker import connect
 
         if self._client is None:
             self._client = connect(self._settings, name="rawtap-telemetry")
@@ -783,7 +783,7 @@ class _StreamProbe:
 
 
 def _worker_stats_type() -> type:
-    from rawtap.consumer._worker import WorkerStats
+    from rawtap.consumer.worker import WorkerStats
 
     return WorkerStats
 

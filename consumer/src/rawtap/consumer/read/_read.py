@@ -19,8 +19,7 @@ import orjson
 
 from rawtap.consumer._derive import derive, is_stale
 from rawtap.consumer._derived import Derived
-from rawtap.consumer._rows import clamp_i64
-from rawtap.consumer._sink import RecordQuery, SinkError, Store, StoredRecord
+from rawtap.consumer.store import RecordQuery, SinkError, Store, StoredRecord, clamp_i64
 from rawtap.shared import BodyDecodeError, CodecError, ConfigError, Record, parse_duration
 
 Progress = Callable[[int], None]

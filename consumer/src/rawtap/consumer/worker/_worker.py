@@ -42,13 +42,18 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import redis
 
-from rawtap.consumer._accounting import Accounting, DeadLetter
 from rawtap.consumer._derive import derive_all
 from rawtap.consumer._derived import Derived
-from rawtap.consumer._redis import connect, describe, ensure_group
-from rawtap.consumer._retention import RetentionSchedule
-from rawtap.consumer._sink import Sink, SinkError, open_sink
 from rawtap.consumer._telemetry import WorkerTelemetry
+from rawtap.consumer.store import (
+    Accounting,
+    DeadLetter,
+    RetentionSchedule,
+    Sink,
+    SinkError,
+    open_sink,
+)
+from rawtap.consumer.worker._redis import connect, describe, ensure_group
 from rawtap.shared import (
     ENTRY_ENVELOPE,
     ENTRY_RECORD_ID,

@@ -8,7 +8,7 @@ code reads one Redis or a Redis Cluster.
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rawtap.consumer._sink import Sink
+from rawtap.consumer.store import Sink
 
 if TYPE_CHECKING:
     from rawtap.shared._connection import RedisClient

@@ -1,13 +1,13 @@
 """The ledger's SQL, shared by both sinks (``?`` placeholders; PostgreSQL gets ``%s``).
 
-See :mod:`rawtap.consumer._accounting` for what the ledger holds and why.
+See :mod:`rawtap.consumer.store._accounting` for what the ledger holds and why.
 """
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rawtap.consumer._accounting import Accounting
-from rawtap.consumer._rows import filter_text, nullable_i64
+from rawtap.consumer.store._accounting import Accounting
+from rawtap.consumer.store._rows import filter_text, nullable_i64
 
 ExecuteMany = Callable[[str, Sequence[Sequence[Any]]], object]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from rawtap.consumer._accounting import ProducerBalance
-from rawtap.consumer._stats import PipelineFigures
+from rawtap.consumer.read._stats import PipelineFigures
+from rawtap.consumer.store import ProducerBalance
 from rawtap.shared import range_count
 
 

@@ -3,7 +3,7 @@
 import logging
 import time
 
-from rawtap.consumer._sink import Sink, SinkError
+from rawtap.consumer.store._sink import Sink, SinkError
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from rawtap.consumer._derived import Derived, ToolCall
-from rawtap.consumer._sink import RecordQuery, RecordSummary
+from rawtap.consumer.store._sink import RecordQuery, RecordSummary
 from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope
 
 I64_MIN = -(2**63)
@@ -96,7 +96,7 @@ STORED_COLUMNS = ("envelope", "request_body", "body", "persisted_at_ns", *DERIVE
 
 def migration_scripts(dialect: str) -> list[tuple[int, str, str]]:
     """(version, file name, SQL) of the package's migration files for ``dialect``, in order."""
-    folder = resources.files("rawtap.consumer").joinpath("migrations", dialect)
+    folder = resources.files("rawtap.consumer.store").joinpath("migrations", dialect)
     scripts = []
     for entry in folder.iterdir():
         name = entry.name

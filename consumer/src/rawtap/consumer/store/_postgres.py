@@ -33,11 +33,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from rawtap.consumer._accounting import Accounting, ProducerBalance
 from rawtap.consumer._derived import Derived
-from rawtap.consumer._ledger import LEDGER_COUNTS, RECORD_PURGED, write_accounting
-from rawtap.consumer._reconcile import reconcile_rows
-from rawtap.consumer._rows import (
+from rawtap.consumer.store._accounting import Accounting, ProducerBalance
+from rawtap.consumer.store._ledger import LEDGER_COUNTS, RECORD_PURGED, write_accounting
+from rawtap.consumer.store._reconcile import reconcile_rows
+from rawtap.consumer.store._rows import (
     DERIVED_COLUMNS,
     RECORD_COLUMNS,
     STORED_COLUMNS,
@@ -50,7 +50,7 @@ from rawtap.consumer._rows import (
     summary_from_row,
     where_clause,
 )
-from rawtap.consumer._sink import (
+from rawtap.consumer.store._sink import (
     OnUnreadable,
     RecordQuery,
     RecordSummary,

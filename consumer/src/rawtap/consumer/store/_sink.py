@@ -1,4 +1,4 @@
-"""The Sink and Store protocols every store implements, the read-side types, and open_sink.
+"""The Sink and Store protocols every store implements, and the read-side types.
 
 ``Sink`` is what a worker needs (commit a batch idempotently, apply retention);
 ``Store`` adds what the read side needs (``rawtap list/show/export/replay/rederive``).
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from rawtap.consumer._accounting import Accounting, ProducerBalance
 from rawtap.consumer._derived import Derived
-from rawtap.shared import CodecError, ConfigError, EndState, RawtapError, Record, display_url
+from rawtap.consumer.store._accounting import Accounting, ProducerBalance
+from rawtap.shared import CodecError, EndState, RawtapError, Record
 
 
 class SinkError(RawtapError):
@@ -103,7 +103,7 @@ class Sink(Protocol):
         ...
 
     def reconcile(self) -> list[ProducerBalance]:
-        """Per-producer balances (see :mod:`rawtap.consumer._reconcile`)."""
+        """Per-producer balances (see :mod:`rawtap.consumer.store._reconcile`)."""
         ...
 
     def ledger_counts(self) -> dict[str, int]:
@@ -184,26 +184,3 @@ class Store(Sink, Protocol):
     def set_derived(self, items: Sequence[tuple[str, Derived]]) -> int:
         """Replace the derived fields of the given record ids; return how many rows changed."""
         ...
-
-
-def open_sink(url: str, *, migrate: bool = True, read_only: bool = False) -> Store:
-    """Open the store a URL names.
-
-    ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, or
-    ``postgresql://user@host/db?schema=rawtap&partition=day``. With
-    ``migrate=False`` the schema is not created or upgraded: a store that is
-    missing or out of date raises :class:`SinkError` saying to run ``rawtap migrate``.
-    ``read_only=True`` implies that and opens the store read-only as well
-    (SQLite ``mode=ro``, PostgreSQL read-only transactions): what the read commands use.
-    """
-    if url.startswith("sqlite://"):
-        from rawtap.consumer._sqlite import SqliteSink
-
-        return SqliteSink.from_url(url, migrate=migrate, read_only=read_only)
-    if url.startswith(("postgresql://", "postgres://")):
-        from rawtap.consumer._postgres import PostgresSink
-
-        return PostgresSink.from_url(url, migrate=migrate, read_only=read_only)
-    raise ConfigError(
-        f"unknown sink URL {display_url(url)!r}; expected sqlite:///path.db or postgresql://host/db"
-    )

@@ -10,8 +10,8 @@ worker read it, or lost with a Redis that had no persistence.
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rawtap.consumer._accounting import ProducerBalance, missing_ranges
-from rawtap.consumer._ledger import PURGED
+from rawtap.consumer.store._accounting import ProducerBalance, missing_ranges
+from rawtap.consumer.store._ledger import PURGED
 from rawtap.shared import SeqRange, add_to_ranges, range_count
 
 Query = Callable[[str, tuple[Any, ...]], Sequence[Sequence[Any]]]

@@ -1,0 +1,43 @@
+"""The store: where committed records live, and how they are read back.
+
+``Sink`` is the worker's side (commit a batch idempotently, the ledger of dead
+letters and producer reports, retention); ``Store`` adds the read side. Two
+implementations: ``SqliteSink`` (the embedded default) and ``PostgresSink``;
+``open_sink`` picks one from a URL. The SQL files under ``migrations/`` create
+and upgrade each dialect's schema.
+"""
+
+from rawtap.consumer.store._accounting import Accounting, DeadLetter, ProducerBalance
+from rawtap.consumer.store._open import open_sink
+from rawtap.consumer.store._postgres import PostgresSink
+from rawtap.consumer.store._retention import RetentionSchedule, purge_older_than
+from rawtap.consumer.store._rows import FILTER_MAX_BYTES, clamp_i64
+from rawtap.consumer.store._sink import (
+    RecordQuery,
+    RecordSummary,
+    Sink,
+    SinkError,
+    Store,
+    StoredRecord,
+)
+from rawtap.consumer.store._sqlite import SqliteSink, path_from_url
+
+__all__ = [
+    "FILTER_MAX_BYTES",
+    "Accounting",
+    "DeadLetter",
+    "PostgresSink",
+    "ProducerBalance",
+    "RecordQuery",
+    "RecordSummary",
+    "RetentionSchedule",
+    "Sink",
+    "SinkError",
+    "SqliteSink",
+    "Store",
+    "StoredRecord",
+    "clamp_i64",
+    "open_sink",
+    "path_from_url",
+    "purge_older_than",
+]
