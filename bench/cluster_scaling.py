@@ -155,7 +155,7 @@ def bench_workers(
                 [
                     sys.executable,
                     "-c",
-                    "from rawtap.consumer._cli import main; main()",
+                    "from rawtap.consumer.cli import main; main()",
                     "worker",
                     "--consumer",
                     f"b{n}",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from rawtap.consumer._cli import main
+from rawtap.consumer.cli import main
 
 
 @dataclass

@@ -60,7 +60,7 @@ def drain(sink: Sink, producer_id: str, expected: int, timeout: float = 30.0) ->
 
 def rawtap_command(*args: str, env: dict[str, str] | None = None) -> list[str]:
     """argv that runs the ``rawtap`` CLI of this environment."""
-    return [sys.executable, "-c", "from rawtap.consumer._cli import main; main()", *args]
+    return [sys.executable, "-c", "from rawtap.consumer.cli import main; main()", *args]
 
 
 def spawn_worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
