@@ -370,7 +370,7 @@ def _cut(path: str) -> str:
     return path if len(path) <= MISS_PATH_CHARS else path[:MISS_PATH_CHARS] + "…"
 
 
-def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
+def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:  # noqa: C901 - one handler class; its methods are counted as the function's
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Applies to each blocking read and write: a connection idle this long is closed.
@@ -380,7 +380,7 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
-            logger.debug("replay: " + format, *args)
+            logger.debug("replay: " + format, *args)  # noqa: G003 - http.server hands us its format
 
         def _answer(self) -> None:
             length = self._length()

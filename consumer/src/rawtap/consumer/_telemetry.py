@@ -70,8 +70,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rawtap.consumer._derive import _request_model
 from rawtap.consumer._derived import Derived
-from rawtap.shared import ConfigError, EndState, Record, range_count
-from rawtap.shared._connection import RedisClient
+from rawtap.shared import ConfigError, EndState, Record, RedisClient, range_count
 
 if TYPE_CHECKING:
     from rawtap.consumer.store import Sink

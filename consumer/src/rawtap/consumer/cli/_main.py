@@ -26,7 +26,7 @@ from rawtap.shared import (
 )
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901 - one except clause per kind of error, each one line
     """Entry point of the ``rawtap`` script: run the app, turning errors into one line."""
     try:
         code = app(standalone_mode=False)

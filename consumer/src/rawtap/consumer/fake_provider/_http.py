@@ -54,7 +54,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.serve(self)
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s " + format, self.client_address[0], *args)
+        logger.debug("%s " + format, self.client_address[0], *args)  # noqa: G003 - http.server hands us its format
 
     def read_body(self) -> bytes:
         """The request body: Content-Length or chunked."""

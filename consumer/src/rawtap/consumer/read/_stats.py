@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from rawtap.consumer.store import Sink
 
 if TYPE_CHECKING:
-    from rawtap.shared._connection import RedisClient
+    from rawtap.shared import RedisClient
 
 
 @dataclass(frozen=True, slots=True)

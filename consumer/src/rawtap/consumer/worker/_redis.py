@@ -12,7 +12,7 @@ import redis
 from rawtap.shared import RawtapError, WorkerSettings, display_url, open_redis, scrub_text
 
 if TYPE_CHECKING:
-    from rawtap.shared._connection import RedisClient
+    from rawtap.shared import RedisClient
 
 
 class RedisUnavailable(RawtapError):

@@ -68,7 +68,7 @@ from rawtap.shared import (
 )
 
 if TYPE_CHECKING:
-    from rawtap.shared._connection import RedisClient
+    from rawtap.shared import RedisClient
 
 logger = logging.getLogger(__name__)
 
