@@ -601,7 +601,8 @@ def _pick_by_content(provider: str, head: bytes) -> str | None:
     return None
 
 
-def _request_model(record: Record) -> str | None:
+def request_model(record: Record) -> str | None:
+    """The model the request asked for (JSON body ``model``, or Gemini's URL path)."""
     if record.request_body[:1] == b"{":
         try:
             model = _dict(orjson.loads(record.request_body)).get("model")
@@ -662,12 +663,12 @@ def _derive(record: Record) -> Derived:
         head = b"".join(body.pieces)[:_SNIFF_BYTES] if body.pieces else b""
         name = _pick_by_url(record.url) or _pick_by_content(record.provider, head)
         if name is None:
-            return Derived(**base, model=_request_model(record))
+            return Derived(**base, model=request_model(record))
         parser = _PARSERS[name]
         base.update(parser=parser.name, parser_version=parser.version)
         if not head.strip():
             # Nothing to parse: an empty body is not a failure.
-            return Derived(**base, model=_request_model(record))
+            return Derived(**base, model=request_model(record))
         fields = _Fields()
         if _looks_like_sse(head):
             parser.read_stream(sse_events(body.pieces), body, fields)
@@ -679,12 +680,12 @@ def _derive(record: Record) -> Derived:
         if not fields.seen:
             if record.status is not None and record.status >= 400:
                 return Derived(
-                    **base, model=_request_model(record), provider_error=f"HTTP {record.status}"
+                    **base, model=request_model(record), provider_error=f"HTTP {record.status}"
                 )
             raise ValueError(f"the body is not a {parser.name} response")  # noqa: TRY301
         return Derived(
             **base,
-            model=fields.model or _request_model(record),
+            model=fields.model or request_model(record),
             response_id=fields.response_id,
             input_tokens=fields.input_tokens,
             output_tokens=fields.output_tokens,
@@ -706,7 +707,7 @@ def _derive(record: Record) -> Derived:
 
 
 def _failure(record: Record, base: dict[str, Any], error: Exception) -> Derived:
-    base = {**base, "model": base.get("model") or _request_model(record)}
+    base = {**base, "model": base.get("model") or request_model(record)}
     if record.status is not None and record.status >= 400:
         # An error page (HTML, plain text) is the provider's answer, not a parser failure.
         snippet = record.body[:200].decode("utf-8", errors="replace").strip()

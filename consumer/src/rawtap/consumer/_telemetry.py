@@ -68,7 +68,7 @@ from opentelemetry.trace import (
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rawtap.consumer._derive import _request_model
+from rawtap.consumer._derive import request_model as model_requested
 from rawtap.consumer._derived import Derived
 from rawtap.shared import ConfigError, EndState, Record, RedisClient, range_count
 
@@ -814,7 +814,7 @@ def _gen_ai_attributes(
 ) -> tuple[dict[str, Any], str | None, str | None]:
     """The GenAI attributes of a record, its operation name and request model."""
     operation = _OPERATION.get(fields.parser or "")
-    request_model = _request_model(record)
+    request_model = model_requested(record)
     attributes: dict[str, Any] = {
         "gen_ai.provider.name": _PROVIDER_NAME.get(record.provider, record.provider),
         "gen_ai.system": _SYSTEM.get(record.provider, record.provider),
