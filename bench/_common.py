@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import redis
 
-from rawtap.consumer._demo import redis_binary
+from rawtap.tools import redis_binary
 
 POSTGRES_URL = os.environ.get(
     "RAWTAP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

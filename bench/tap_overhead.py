@@ -154,7 +154,7 @@ def transport_level(recorder: Recorder, noop: Recorder) -> list[tuple[str, list[
 
 def _start_fake() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rawtap.consumer.fake_provider", "--port", "0"],
+        [sys.executable, "-m", "rawtap.tools.fake_provider", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

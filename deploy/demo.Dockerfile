@@ -1,8 +1,9 @@
 # The demo service of docker-compose.yml: an application that calls the fake provider
 # through the real OpenAI, Anthropic and google-genai SDKs, recorded by rawtap.
 #   docker build -f deploy/demo.Dockerfile -t rawtap-demo .      (from the repository root)
-# rawtap-consumer's `demo` extra brings the producer, the three SDKs and the
-# OpenTelemetry SDK with its OTLP exporter, all at the versions of uv.lock.
+# rawtap-tools' `demo` extra brings the producer, the three SDKs and (through the
+# consumer) the OpenTelemetry SDK with its OTLP exporter, all at the versions of uv.lock.
+# The fake provider of docker-compose.yml runs from this image too.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,9 +17,10 @@ COPY pyproject.toml uv.lock ./
 COPY shared/ shared/
 COPY producer/ producer/
 COPY consumer/ consumer/
+COPY tools/ tools/
 COPY deploy/install.sh deploy/install.sh
 RUN pip install uv==0.13.9 \
-    && deploy/install.sh /opt/rawtap rawtap-consumer demo \
+    && deploy/install.sh /opt/rawtap rawtap-tools demo \
     && pip uninstall -y uv \
     && rm -rf /src \
     && useradd --system --uid 10001 --no-create-home demo

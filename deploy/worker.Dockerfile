@@ -1,4 +1,5 @@
-# The rawtap worker (and the fake provider, which ships in rawtap-consumer).
+# The rawtap worker: rawtap-consumer alone (no producer, no provider SDK, no fake provider;
+# the workspace's other members are copied only because uv reads the whole workspace).
 #   docker build -f deploy/worker.Dockerfile -t rawtap-worker:0.1.0 .      (from the repository root)
 #   docker run --rm -e RAWTAP_REDIS_URL=redis://redis:6379/0 -e RAWTAP_SINK_URL=postgresql://… rawtap-worker:0.1.0
 # Every dependency is the version uv.lock pins (deploy/install.sh); .dockerignore keeps
@@ -16,6 +17,7 @@ COPY pyproject.toml uv.lock ./
 COPY shared/ shared/
 COPY producer/ producer/
 COPY consumer/ consumer/
+COPY tools/ tools/
 COPY deploy/install.sh deploy/install.sh
 RUN pip install uv==0.13.9 \
     && deploy/install.sh /opt/rawtap rawtap-consumer compression \

@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder
 from rawtap.shared import EndState, Record
+from rawtap.tools.fake_provider import FakeProvider
 from tests.support.tap import API_KEY, MESSAGES, Captured
 
 pytestmark = pytest.mark.redis

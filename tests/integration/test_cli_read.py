@@ -10,10 +10,10 @@ import orjson
 import pytest
 
 from rawtap.consumer import Derived, PostgresSink, RecordQuery, SqliteSink, open_sink
-from rawtap.consumer._synthetic import anthropic, gemini, openai
 from rawtap.shared import Record
 from tests.support.cli import run_cli
 from tests.support.records import make_record
+from tests.support.synthetic import anthropic, gemini, openai
 
 DAY = 86_400 * 1_000_000_000
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rawtap.consumer import SqliteSink
-from rawtap.consumer.fake_provider import FakeProvider
+from rawtap.tools.fake_provider import FakeProvider
 from tests.support.otlp import OtlpReceiver, attributes
 from tests.support.pipeline import spawn_worker, wait_until
 

@@ -24,9 +24,9 @@ import pytest
 import redis
 
 from rawtap.consumer import SqliteSink, Worker
-from rawtap.consumer._demo import redis_binary
 from rawtap.producer import Recorder
 from rawtap.shared import StreamNames
+from rawtap.tools import redis_binary
 from tests.support.otel import memory_telemetry, value
 from tests.support.pipeline import wait_until, worker_thread
 from tests.support.services import free_port

@@ -82,7 +82,9 @@ def test_the_images_install_step_installs_exactly_the_lock(dockerfile: str, tmp_
         assert tool not in installed, f"{tool} is a dev tool, not for the image"
     if dockerfile == "worker.Dockerfile":
         assert {"brotli", "zstandard"} <= set(installed)  # the compression extra
-        assert "anthropic" not in installed
+        # What a worker runs and nothing else: no producer, no tools, no provider SDK.
+        for extra in ("rawtap-producer", "rawtap-tools", "openai", "anthropic", "google-genai"):
+            assert extra not in installed, f"{extra} is in the worker image"
         # The worker's entry point runs from the venv alone, away from the source tree.
         result = subprocess.run(
             [str(venv / "bin" / "rawtap"), "worker", "--help"],
@@ -93,9 +95,23 @@ def test_the_images_install_step_installs_exactly_the_lock(dockerfile: str, tmp_
         )
         assert result.returncode == 0, result.stderr
         assert "--sink" in result.stdout
+        demo = subprocess.run(
+            [str(venv / "bin" / "rawtap"), "demo"],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            check=False,
+        )
+        assert demo.returncode == 2
+        assert demo.stderr.count("\n") == 1
+        assert "rawtap-tools" in demo.stderr
     else:
         assert {"openai", "anthropic", "google-genai", "opentelemetry-sdk"} <= set(installed)
-        probe = "import rawtap.producer, openai, anthropic, google.genai, opentelemetry.sdk"
+        assert {"rawtap-tools", "rawtap-producer", "rawtap-consumer"} <= set(installed)
+        probe = (
+            "import rawtap.producer, rawtap.tools.fake_provider, openai, anthropic, google.genai,"
+            " opentelemetry.sdk"
+        )
         subprocess.run([str(venv / "bin" / "python"), "-c", probe], check=True, cwd="/")
     site = next((venv / "lib").glob("python3*/site-packages"))
     assert not list(site.glob("*rawtap*.pth")), "installed editable, bound to the source tree"

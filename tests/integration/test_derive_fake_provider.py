@@ -1,6 +1,6 @@
 """Derivation checked against the fake provider's known replies, for every provider and mode.
 
-The real SDKs call rawtap.consumer.fake_provider; each exchange's exact bytes
+The real SDKs call rawtap.tools.fake_provider; each exchange's exact bytes
 (body or chunks as written, headers, request) become a record, and the parsers
 must read back the token counts, text, finish reason and ids the server says it sent.
 """
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from rawtap.consumer import derive
-from rawtap.consumer.fake_provider import Exchange, FakeProvider
 from rawtap.shared import Chunk, Record
+from rawtap.tools.fake_provider import Exchange, FakeProvider
 
 MSGS: list[Any] = [{"role": "user", "content": "Say something about rawtap, please."}]
 

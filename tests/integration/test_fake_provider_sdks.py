@@ -21,7 +21,7 @@ import openai
 import pytest
 from google.genai import errors as genai_errors
 
-from rawtap.consumer.fake_provider import Exchange, FakeProvider, reply_text
+from rawtap.tools.fake_provider import Exchange, FakeProvider, reply_text
 from tests.support.rawhttp import dechunk, split_head
 from tests.support.sdks import MODES, PROVIDERS, SDKS, Parsed, call
 

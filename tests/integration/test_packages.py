@@ -19,12 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # `uv run` names its own binary in $UV; otherwise the one on PATH.
 _UV = os.environ.get("UV") or shutil.which("uv")
 UV = [_UV] if _UV else ["uv"]
-NAMES = ("rawtap-shared", "rawtap-producer", "rawtap-consumer")
+NAMES = ("rawtap-shared", "rawtap-producer", "rawtap-consumer", "rawtap-tools")
+SDKS = ("openai", "anthropic", "google.genai")
 
-pytestmark = [
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(_UV is None, reason="needs uv (python3 -m pip install uv)"),
-]
+pytestmark = [pytest.mark.timeout(600)]
 
 
 def _run(*argv: str, cwd: Path = ROOT) -> str:
@@ -49,6 +47,8 @@ def _can_import(python: Path, module: str) -> bool:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if _UV is None:
+        pytest.fail("uv is not on PATH: python3 -m pip install uv", pytrace=False)
     out = tmp_path_factory.mktemp("dist")
     _run(*UV, "build", "--all-packages", "-q", "--out-dir", str(out))
     return out
@@ -95,3 +95,58 @@ def test_producer_from_a_clone(tmp_path: Path) -> None:
     _pip(python, "./shared", "./producer")
     assert _can_import(python, "rawtap.producer")
     assert not _can_import(python, "rawtap.consumer")
+
+
+def _rawtap(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(venv / "bin" / "rawtap"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd="/",
+    )
+
+
+def test_consumer_wheel_alone_runs_a_worker_without_producer_sdks_or_tools(
+    dist: Path, tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    python = _venv(venv)
+    _pip(python, "--find-links", str(dist), "rawtap-consumer")
+    for absent in ("rawtap.producer", "rawtap.tools", *SDKS):
+        assert not _can_import(python, absent), f"{absent} came with rawtap-consumer"
+    assert _can_import(python, "rawtap.consumer.worker")
+    worker = _rawtap(venv, "worker", "--help")
+    assert worker.returncode == 0, worker.stderr
+    assert "--sink" in worker.stdout
+    demo = _rawtap(venv, "demo", "--count", "5")
+    assert demo.returncode == 2
+    assert demo.stderr.count("\n") == 1, demo.stderr  # one line, no traceback
+    assert "rawtap-tools" in demo.stderr
+    assert _rawtap(venv, "replay").returncode == 2
+
+
+def test_tools_wheel_installs_on_its_own_and_adds_demo_and_replay(
+    dist: Path, tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    python = _venv(venv)
+    _pip(python, "--find-links", str(dist), "rawtap-tools")
+    probe = "from rawtap.tools import FakeProvider, ReplayServer, run_demo; print('ok')"
+    assert _run(str(python), "-c", probe).strip() == "ok"
+    for command in ("demo", "replay"):
+        shown = _rawtap(venv, command, "--help")
+        assert shown.returncode == 0, shown.stderr
+        assert "rawtap-tools" not in shown.stdout  # the real command, not the hint
+    assert "--count" in _rawtap(venv, "demo", "--help").stdout
+
+
+def test_worker_and_cli_from_a_clone(tmp_path: Path) -> None:
+    if _UV is None:
+        pytest.fail("uv is not on PATH: python3 -m pip install uv", pytrace=False)
+    venv = tmp_path / "venv"
+    python = _venv(venv)
+    _pip(python, "./shared", "./consumer")
+    assert not _can_import(python, "rawtap.producer")
+    assert _rawtap(venv, "stats", "--help").returncode == 0

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from rawtap.consumer import ReplayServer, derive, open_sink
-from rawtap.consumer._synthetic import SyntheticResponse, anthropic, gemini, openai
+from rawtap.consumer import derive, open_sink
 from rawtap.consumer.read import iter_matching
 from rawtap.consumer.store import RecordQuery
 from rawtap.shared import Record
+from rawtap.tools import ReplayServer
 from tests.support.records import make_record, sse
+from tests.support.synthetic import SyntheticResponse, anthropic, gemini, openai
 
 JSON = [("Content-Type", "application/json"), ("x-request-id", "req_replay")]
 SSE = [("Content-Type", "text/event-stream; charset=utf-8")]

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from rawtap.consumer import ReplayServer, Worker, open_sink
-from rawtap.consumer.fake_provider import FakeProvider
+from rawtap.consumer import Worker, open_sink
 from rawtap.producer import Recorder
 from rawtap.shared import Record
+from rawtap.tools import ReplayServer
+from rawtap.tools.fake_provider import FakeProvider
 from tests.support.cli import run_cli
 from tests.support.pipeline import drain, worker_thread
 

@@ -29,10 +29,10 @@ import pytest
 from psycopg import sql
 
 from rawtap.consumer import PostgresSink, SqliteSink, Worker
-from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder
 from rawtap.producer._redact import mask
 from rawtap.shared import Record, decode_body, decode_entry, is_report
+from rawtap.tools.fake_provider import FakeProvider
 from tests.integration.conftest import with_params
 from tests.support.cli import run_cli
 from tests.support.pipeline import drain, rawtap_command, worker_thread

@@ -164,6 +164,25 @@ def test_iter_records_pages_oldest_first(store: Store) -> None:
     assert [s.record.record_id for s in store.iter_records(RecordQuery(provider="none"))] == []
 
 
+def test_iter_stored_follows_start_order_on_every_store(store: Store) -> None:
+    # Captured in the opposite order to the one they started in: both stores must
+    # agree on one order (they drifted: SQLite read capture order, PostgreSQL start).
+    base = time.time_ns() - DAY
+    records = [
+        make_record(started_at_ns=base + i * 1000).model_copy(
+            update={"captured_at_ns": base + (50 - i) * 1000}
+        )
+        for i in range(20)
+    ]
+    store.write(records, 1)
+    producer = records[0].producer_id
+    got = [r.record_id for r, _ in store.iter_stored(producer)]
+    assert got == [
+        s.record.record_id for s in store.iter_records(RecordQuery(producer_id=producer))
+    ]
+    assert got == [r.record_id for r in sorted(records, key=lambda r: r.started_at_ns)]
+
+
 def test_purge_deletes_exactly_what_is_older(store: Store) -> None:
     now = time.time_ns()
     cutoff = now - 2 * DAY - 12_345

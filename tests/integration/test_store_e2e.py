@@ -1,6 +1,6 @@
 """Record → Redis → worker → each store → `show --raw` byte-exact → replay → the SDK parses the same.
 
-The provider bytes here are exact wire payloads (rawtap.consumer._synthetic, one
+The provider bytes here are exact wire payloads (tests.support.synthetic, one
 gzip-encoded), recorded with ``Recorder.record``; the SDK's reading of the replay
 from the store is compared with its reading of the same bytes served straight
 from memory.
@@ -14,13 +14,14 @@ from typing import Any
 
 import pytest
 
-from rawtap.consumer import ReplayServer, Worker, open_sink
-from rawtap.consumer._synthetic import anthropic, gemini, openai
+from rawtap.consumer import Worker, open_sink
 from rawtap.producer import Recorder
 from rawtap.shared import Record
+from rawtap.tools import ReplayServer
 from tests.support.cli import run_cli
 from tests.support.pipeline import drain, worker_thread
 from tests.support.records import make_record
+from tests.support.synthetic import anthropic, gemini, openai
 
 
 def _sdk_results(url: str) -> dict[str, Any]:

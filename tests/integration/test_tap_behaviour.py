@@ -13,12 +13,12 @@ import httpx
 import httpx2
 import pytest
 
-from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder, _redact
 from rawtap.producer._redact import _record as _redact_record
 from rawtap.producer._tap import _capture
 from rawtap.producer._tap._flavour import is_tap
 from rawtap.shared import EndState
+from rawtap.tools.fake_provider import FakeProvider
 from tests.support.tap import (
     API_KEY,
     BY_NAME,

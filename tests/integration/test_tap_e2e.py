@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from rawtap.consumer import SqliteSink, Worker
-from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder
 from rawtap.shared import EndState, Record
+from rawtap.tools.fake_provider import FakeProvider
 from tests.support.pipeline import drain, worker_thread
 from tests.support.tap import API_KEY, MESSAGES, SDK_VERSIONS, raw_stream_bytes
 

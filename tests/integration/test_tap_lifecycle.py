@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder
 from rawtap.shared import EndState
+from rawtap.tools.fake_provider import FakeProvider
 from tests.support.tap import API_KEY, BY_NAME, MESSAGES, Captured, exchanges
 
 pytestmark = pytest.mark.redis

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from rawtap.consumer.fake_provider import Exchange, FakeProvider
 from rawtap.producer import Recorder
 from rawtap.shared import BodyForm, EndState, Record
+from rawtap.tools.fake_provider import Exchange, FakeProvider
 from tests.support.tap import (
     API_KEY,
     DRIVERS,

@@ -27,9 +27,9 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 from rawtap.consumer import SqliteSink, Worker
 from rawtap.consumer._derive import derive
 from rawtap.consumer._telemetry import record_span_ids
-from rawtap.consumer.fake_provider import Exchange, FakeProvider
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry
+from rawtap.tools.fake_provider import Exchange, FakeProvider
 from tests.support.otel import MemoryTelemetry, memory_telemetry, points, value
 from tests.support.pipeline import wait_until, worker_thread
 from tests.support.records import make_record

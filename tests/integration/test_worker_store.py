@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from rawtap.consumer import RecordQuery, Worker, open_sink
-from rawtap.consumer._synthetic import SyntheticResponse, anthropic, gemini, openai
 from rawtap.producer import Recorder
 from tests.support.pipeline import drain, wait_until, worker_thread
 from tests.support.records import make_record
+from tests.support.synthetic import SyntheticResponse, anthropic, gemini, openai
 
 DAY = 86_400 * 1_000_000_000
 

@@ -27,7 +27,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from rawtap.consumer._demo import redis_binary
+from rawtap.tools import redis_binary
 from tests.support.services import REDIS_HOW_TO
 
 NODE_TIMEOUT_MS = 1000

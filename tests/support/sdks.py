@@ -21,7 +21,7 @@ import openai
 from google import genai
 from google.genai import types as genai_types
 
-from rawtap.consumer.fake_provider import FakeProvider
+from rawtap.tools.fake_provider import FakeProvider
 
 SDKS = ("openai-chat", "openai-responses", "openrouter", "anthropic", "gemini")
 MODES = ("sync", "async")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 import redis
 
-from rawtap.consumer._demo import redis_binary
+from rawtap.tools import redis_binary
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"

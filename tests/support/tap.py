@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
-from rawtap.consumer.fake_provider import Exchange, FakeProvider
 from rawtap.producer import Recorder
 from rawtap.shared import Record, decode_entry
+from rawtap.tools.fake_provider import Exchange, FakeProvider
 from tests.support.streams import xrange_entries
 
 API_KEY = "sk-rawtap-test-4f1c2a9e7d3b6c5a"

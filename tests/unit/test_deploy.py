@@ -198,7 +198,7 @@ def test_compose_urls_reach_listening_services(compose: dict[str, Any]) -> None:
         assert sink.path.lstrip("/") == postgres["POSTGRES_DB"]
     fake = services["fake-provider"]
     port = fake["command"][fake["command"].index("--port") + 1]
-    assert fake["entrypoint"][-1] == "rawtap.consumer.fake_provider"
+    assert fake["entrypoint"][-1] == "rawtap.tools.fake_provider"
     url = urlsplit(services["demo"]["environment"]["FAKE_PROVIDER_URL"])
     assert (url.hostname, str(url.port)) == ("fake-provider", port)
     assert port in fake["expose"]
@@ -271,6 +271,9 @@ def test_dockerfiles_copy_what_exists_and_install_real_extras(name: str) -> None
     copied = [rest.split()[0] for kw, rest in steps if kw == "COPY"]
     assert "uv.lock" in " ".join(c for kw, c in steps if kw == "COPY")
     assert "deploy/install.sh" in copied
+    # uv reads the whole workspace to install one member from the lock.
+    members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+    assert {f"{m}/" for m in members["members"]} <= set(copied), name
     (run,) = [rest for kw, rest in steps if kw == "RUN"]
     assert re.search(r"pip install uv==\d+\.\d+\.\d+ ", run), run
     (install,) = re.findall(r"deploy/install\.sh (\S+) (rawtap-\w+)((?: [\w-]+)*)", run)

@@ -23,9 +23,9 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from rawtap.consumer import TelemetrySettings
-from rawtap.consumer.fake_provider import Scenario, parse_scenario
-from rawtap.consumer.fake_provider._scenario import OPTIONS
 from rawtap.shared import ProducerSettings, WorkerSettings
+from rawtap.tools.fake_provider import Scenario, parse_scenario
+from rawtap.tools.fake_provider._scenario import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -129,7 +129,7 @@ def _testing_table() -> list[tuple[str, str, str]]:
 def test_fake_provider_scenarios_are_documented_exactly() -> None:
     assert _testing_table() == [(o.syntax, o.example, o.meaning) for o in OPTIONS]
     result = subprocess.run(
-        [sys.executable, "-m", "rawtap.consumer.fake_provider", "--help"],
+        [sys.executable, "-m", "rawtap.tools.fake_provider", "--help"],
         capture_output=True,
         text=True,
         check=True,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from rawtap.consumer.fake_provider import (
+from rawtap.tools.fake_provider import (
     Exchange,
     FakeProvider,
     Scenario,
@@ -608,7 +608,7 @@ def test_base_urls_for_each_sdk() -> None:
 
 def test_runs_as_a_process_until_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rawtap.consumer.fake_provider", "--port", "0"],
+        [sys.executable, "-m", "rawtap.tools.fake_provider", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

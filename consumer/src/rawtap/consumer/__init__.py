@@ -11,7 +11,6 @@ The public surface::
     RecordQuery     filters for reading; RecordSummary, StoredRecord what comes back
     derive          versioned per-provider parsers: a Record → Derived (ToolCall)
     export_jsonl, export_parquet, rederive, purge_older_than   the read side's operations
-    ReplayServer    serves stored records back over HTTP in each provider's wire format
 
 Exceptions::
 
@@ -22,7 +21,6 @@ Exceptions::
 
 from rawtap.consumer._derive import PARSER_VERSIONS, derive, derive_all, is_stale
 from rawtap.consumer._derived import Derived, ToolCall
-from rawtap.consumer._replay import ReplayServer
 from rawtap.consumer._telemetry import TelemetrySettings, WorkerTelemetry
 from rawtap.consumer.read import (
     ExportReport,
@@ -55,7 +53,6 @@ __all__ = [
     "RecordQuery",
     "RecordSummary",
     "RedisUnavailable",
-    "ReplayServer",
     "Sink",
     "SinkError",
     "SqliteSink",

@@ -13,4 +13,40 @@ commands share; ``_output`` how errors and results are printed; the
 
 from rawtap.consumer.cli._main import main
 
-__all__ = ["main"]
+# What a distribution adding commands through the ``rawtap.commands`` entry point
+# (rawtap-tools: ``demo``, ``replay``) builds them with.
+from rawtap.consumer.cli._options import (
+    ANY_RECORD,
+    EndStateOpt,
+    Model,
+    Provider,
+    RedisUrl,
+    Session,
+    Since,
+    SinkUrl,
+    Status,
+    Until,
+    choice,
+    open_store,
+    query_from,
+)
+from rawtap.consumer.cli._output import fail, say
+
+__all__ = [
+    "ANY_RECORD",
+    "EndStateOpt",
+    "Model",
+    "Provider",
+    "RedisUrl",
+    "Session",
+    "Since",
+    "SinkUrl",
+    "Status",
+    "Until",
+    "choice",
+    "fail",
+    "main",
+    "open_store",
+    "query_from",
+    "say",
+]

@@ -12,11 +12,11 @@ from rawtap.consumer.cli import (  # noqa: F401 - each registers its commands on
     _cmd_dead_letters,
     _cmd_records,
     _cmd_stats,
-    _cmd_tools,
     _cmd_worker,
 )
 from rawtap.consumer.cli._app import app
 from rawtap.consumer.cli._output import SWITCHES, exit_with
+from rawtap.consumer.cli._plugins import load_commands
 from rawtap.consumer.worker import (
     describe,
 )
@@ -29,6 +29,7 @@ from rawtap.shared import (
 def main() -> None:  # noqa: C901 - one except clause per kind of error, each one line
     """Entry point of the ``rawtap`` script: run the app, turning errors into one line."""
     try:
+        load_commands(app)
         code = app(standalone_mode=False)
     except click_errors.NoArgsIsHelpError as e:
         typer.echo(e.ctx.get_help() if e.ctx else e.format_message(), err=True)

@@ -42,11 +42,10 @@ from rawtap.consumer.store._rows import (
     RECORD_COLUMNS,
     STORED_COLUMNS,
     SUMMARY_COLUMNS,
-    derived_from_row,
     derived_values,
     migration_scripts,
-    record_from_row,
     record_values,
+    stored_from_row,
     summary_from_row,
     where_clause,
 )
@@ -626,7 +625,7 @@ class PostgresSink:
     def get_stored(self, record_id: str) -> StoredRecord | None:
         """The record with its derived fields and persist time, or None."""
         rows = self._query(f"SELECT {_STORED} FROM records WHERE record_id = %s", (record_id,))  # noqa: S608
-        return _stored(rows[0]) if rows else None
+        return stored_from_row(rows[0]) if rows else None
 
     def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
         """Stored ids starting with ``prefix`` (at most ``limit``)."""
@@ -686,7 +685,7 @@ class PostgresSink:
             rows = self._query(statement, [*page_params, batch_size])
             for row in rows:
                 try:
-                    yield _stored(row[2:])
+                    yield stored_from_row(row[2:])
                 except CodecError as e:
                     if on_unreadable is None:
                         raise
@@ -696,7 +695,10 @@ class PostgresSink:
             after = (rows[-1][0], int(rows[-1][1]), str(rows[-1][2]))
 
     def iter_stored(self, producer_id: str | None = None) -> Iterator[tuple[Record, int]]:
-        """Records (of one producer, if given) with their ``persisted_at_ns``, in capture order."""
+        """Records (of one producer, if given) with their ``persisted_at_ns``, oldest first.
+
+        The order of :meth:`iter_records` (start time, then record id), as on SQLite.
+        """
         for stored in self.iter_records(RecordQuery(producer_id=producer_id)):
             yield stored.record, stored.persisted_at_ns
 
@@ -719,15 +721,6 @@ class PostgresSink:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _stored(row: Sequence[Any]) -> StoredRecord:
-    record_id, envelope, request_body, body, persisted_at_ns, *derived = row
-    return StoredRecord(
-        record=record_from_row(str(record_id), envelope, request_body, body),
-        derived=derived_from_row(derived),
-        persisted_at_ns=int(persisted_at_ns),
-    )
 
 
 def _one_line(error: BaseException) -> str:

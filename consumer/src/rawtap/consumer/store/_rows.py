@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from rawtap.consumer._derived import Derived, ToolCall
-from rawtap.consumer.store._sink import RecordQuery, RecordSummary
+from rawtap.consumer.store._sink import RecordQuery, RecordSummary, StoredRecord
 from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope
 
 I64_MIN = -(2**63)
@@ -278,3 +278,13 @@ def where_clause(
         parts.append(f"{time_column} < {placeholder}")
         params.append(time_value(query.until_ns))
     return ("WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+def stored_from_row(row: Sequence[Any]) -> StoredRecord:
+    """A ``StoredRecord`` from the columns both stores select: id, envelope, bodies, persisted."""
+    record_id, envelope, request_body, body, persisted_at_ns, *derived = row
+    return StoredRecord(
+        record=record_from_row(str(record_id), envelope, request_body, body),
+        derived=derived_from_row(derived),
+        persisted_at_ns=int(persisted_at_ns),
+    )

@@ -31,11 +31,10 @@ from rawtap.consumer.store._rows import (
     RECORD_COLUMNS,
     STORED_COLUMNS,
     SUMMARY_COLUMNS,
-    derived_from_row,
     derived_values,
     migration_scripts,
-    record_from_row,
     record_values,
+    stored_from_row,
     summary_from_row,
     where_clause,
 )
@@ -260,7 +259,7 @@ class SqliteSink:
     def get_stored(self, record_id: str) -> StoredRecord | None:
         """The record with its derived fields and persist time, or None."""
         rows = self._query(f"SELECT {_STORED} FROM records WHERE record_id = ?", (record_id,))  # noqa: S608
-        return _stored(rows[0]) if rows else None
+        return stored_from_row(rows[0]) if rows else None
 
     def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
         """Stored ids starting with ``prefix`` (at most ``limit``)."""
@@ -316,7 +315,7 @@ class SqliteSink:
             rows = self._query(sql, (*page_params, batch_size))
             for row in rows:
                 try:
-                    yield _stored(row[1:])
+                    yield stored_from_row(row[1:])
                 except CodecError as e:
                     if on_unreadable is None:
                         raise
@@ -326,15 +325,12 @@ class SqliteSink:
             after = (int(rows[-1][0]), str(rows[-1][1]))
 
     def iter_stored(self, producer_id: str | None = None) -> Iterator[tuple[Record, int]]:
-        """Records (of one producer, if given) with their ``persisted_at_ns``, in capture order."""
-        where, params = ("WHERE producer_id = ?", (producer_id,)) if producer_id else ("", ())
-        # `where` is one of two constants; the values are bound parameters.
-        sql = (
-            f"SELECT record_id, envelope, request_body, body, persisted_at_ns FROM records {where} "  # noqa: S608
-            "ORDER BY captured_at_ns, record_id"
-        )
-        for record_id, envelope, request_body, body, persisted_at_ns in self._query(sql, params):
-            yield record_from_row(record_id, envelope, request_body, body), int(persisted_at_ns)
+        """Records (of one producer, if given) with their ``persisted_at_ns``, oldest first.
+
+        The order of :meth:`iter_records` (start time, then record id), as on PostgreSQL.
+        """
+        for stored in self.iter_records(RecordQuery(producer_id=producer_id)):
+            yield stored.record, stored.persisted_at_ns
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         try:
@@ -396,15 +392,6 @@ def is_data_error(error: sqlite3.Error) -> bool:
 
 def _sink_error(message: str, error: sqlite3.Error) -> SinkError:
     return SinkError(message, transient=not is_data_error(error))
-
-
-def _stored(row: Sequence[Any]) -> StoredRecord:
-    record_id, envelope, request_body, body, persisted_at_ns, *derived = row
-    return StoredRecord(
-        record=record_from_row(str(record_id), envelope, request_body, body),
-        derived=derived_from_row(derived),
-        persisted_at_ns=int(persisted_at_ns),
-    )
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -1,13 +1,14 @@
-"""``rawtap demo`` and ``rawtap replay``: the developer tools."""
+"""``rawtap demo`` and ``rawtap replay``, added to the consumer's ``rawtap`` CLI.
+
+The CLI calls :func:`register` through the ``rawtap.commands`` entry point.
+"""
 
 import signal
 from typing import Annotated, cast
 
 import typer
 
-from rawtap.consumer._demo import run_demo
-from rawtap.consumer.cli._app import app
-from rawtap.consumer.cli._options import (
+from rawtap.consumer.cli import (
     EndStateOpt,
     Model,
     Provider,
@@ -17,19 +18,20 @@ from rawtap.consumer.cli._options import (
     Status,
     Until,
     choice,
+    fail,
     open_store,
     query_from,
+    say,
 )
-from rawtap.consumer.cli._output import fail, say
 from rawtap.consumer.read import (
     iter_matching,
 )
 from rawtap.shared import (
     ConfigError,
 )
+from rawtap.tools._demo import run_demo
 
 
-@app.command()
 def demo(
     count: Annotated[
         int, typer.Option("--count", "-n", min=1, show_default=True, help="SDK calls to make.")
@@ -56,7 +58,6 @@ def demo(
     say(report.render())
 
 
-@app.command()
 def replay(
     sink: SinkUrl = None,
     host: Annotated[
@@ -106,7 +107,7 @@ def replay(
     until: Until = None,
 ) -> None:
     """Serve stored records over HTTP in each provider's wire format, until SIGTERM/SIGINT."""
-    from rawtap.consumer._replay import MatchMode, ReplayServer
+    from rawtap.tools._replay import MatchMode, ReplayServer
 
     match = match.lower()
     if speed <= 0:
@@ -147,3 +148,9 @@ def replay(
         f"{server.refused_connections} connections refused (busy)",
         err=True,
     )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``demo`` and ``replay`` to the ``rawtap`` app."""
+    app.command()(demo)
+    app.command()(replay)

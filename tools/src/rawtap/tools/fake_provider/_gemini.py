@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rawtap.consumer.fake_provider._content import (
+from rawtap.tools.fake_provider._content import (
     Usage,
     google_inline,
     hex_id,
@@ -23,7 +23,7 @@ from rawtap.consumer.fake_provider._content import (
     reply_pieces,
     reply_text,
 )
-from rawtap.consumer.fake_provider._reply import FRAMING, REASONS, Call, Headers, Reply, http_date
+from rawtap.tools.fake_provider._reply import FRAMING, REASONS, Call, Headers, Reply, http_date
 
 JSON = "application/json; charset=UTF-8"
 SSE = "text/event-stream"

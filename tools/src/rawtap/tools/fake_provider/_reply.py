@@ -11,8 +11,8 @@ import email.utils
 from dataclasses import dataclass
 from typing import Any
 
-from rawtap.consumer.fake_provider._content import Usage
-from rawtap.consumer.fake_provider._scenario import Scenario
+from rawtap.tools.fake_provider._content import Usage
+from rawtap.tools.fake_provider._scenario import Scenario
 
 # Where in a provider's header list the server puts Content-Length or
 # Transfer-Encoding (and Content-Encoding): real providers differ in order.

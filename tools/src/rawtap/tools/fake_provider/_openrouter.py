@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rawtap.consumer.fake_provider._content import (
+from rawtap.tools.fake_provider._content import (
     CREATED,
     Usage,
     compact,
@@ -21,8 +21,8 @@ from rawtap.consumer.fake_provider._content import (
     reply_pieces,
     reply_text,
 )
-from rawtap.consumer.fake_provider._openai import retry_headers, sse_data
-from rawtap.consumer.fake_provider._reply import FRAMING, REASONS, Call, Headers, Reply, http_date
+from rawtap.tools.fake_provider._openai import retry_headers, sse_data
+from rawtap.tools.fake_provider._reply import FRAMING, REASONS, Call, Headers, Reply, http_date
 
 JSON = "application/json"
 SSE = "text/event-stream"

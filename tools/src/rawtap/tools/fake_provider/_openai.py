@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rawtap.consumer.fake_provider._content import (
+from rawtap.tools.fake_provider._content import (
     CREATED,
     Usage,
     compact,
@@ -22,7 +22,7 @@ from rawtap.consumer.fake_provider._content import (
     reply_pieces,
     reply_text,
 )
-from rawtap.consumer.fake_provider._reply import FRAMING, REASONS, Call, Headers, Reply, http_date
+from rawtap.tools.fake_provider._reply import FRAMING, REASONS, Call, Headers, Reply, http_date
 
 JSON = "application/json"
 SSE = "text/event-stream; charset=utf-8"

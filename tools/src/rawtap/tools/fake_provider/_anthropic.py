@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rawtap.consumer.fake_provider._content import (
+from rawtap.tools.fake_provider._content import (
     Usage,
     compact,
     hex_id,
@@ -19,8 +19,8 @@ from rawtap.consumer.fake_provider._content import (
     reply_pieces,
     reply_text,
 )
-from rawtap.consumer.fake_provider._openai import retry_headers
-from rawtap.consumer.fake_provider._reply import FRAMING, REASONS, Call, Headers, Reply, http_date
+from rawtap.tools.fake_provider._openai import retry_headers
+from rawtap.tools.fake_provider._reply import FRAMING, REASONS, Call, Headers, Reply, http_date
 
 JSON = "application/json"
 SSE = "text/event-stream; charset=utf-8"

@@ -1,4 +1,4 @@
-"""rawtap.consumer.fake_provider: a local server that answers like the LLM providers, byte for byte.
+"""rawtap.tools.fake_provider: a local server that answers like the LLM providers, byte for byte.
 
 For tests, ``rawtap demo`` and benchmarks on machines that cannot reach a
 provider: the real SDKs (``openai``, ``anthropic``, ``google-genai``) are
@@ -33,8 +33,8 @@ Scenarios are chosen by the model name, which every SDK passes through as is
 start with ``fake-`` is the normal scenario; otherwise the rest is one or more
 ``+``-joined options, e.g. ``fake-429-then-200``, ``fake-gzip+slow-20``,
 ``fake-long-1000``, ``openai/fake-500`` (OpenRouter: the last ``/`` segment
-counts). ``rawtap.consumer.fake_provider._scenario.OPTIONS`` lists every option;
-``python -m rawtap.consumer.fake_provider --help`` prints them and
+counts). ``rawtap.tools.fake_provider._scenario.OPTIONS`` lists every option;
+``python -m rawtap.tools.fake_provider --help`` prints them and
 docs/testing.md has the table. An unknown option gets a 400 in the provider's
 format saying so.
 
@@ -64,13 +64,13 @@ exchanges still in flight (``find(timeout=None)`` does not).
 
 Run it as a process for benchmarks::
 
-    python -m rawtap.consumer.fake_provider --port 8765
+    python -m rawtap.tools.fake_provider --port 8765
 """
 
-from rawtap.consumer.fake_provider._content import Usage, reply_text
-from rawtap.consumer.fake_provider._log import Exchange, RecordedRequest
-from rawtap.consumer.fake_provider._scenario import Scenario, ScenarioError, parse_scenario
-from rawtap.consumer.fake_provider._server import FakeProvider
+from rawtap.tools.fake_provider._content import Usage, reply_text
+from rawtap.tools.fake_provider._log import Exchange, RecordedRequest
+from rawtap.tools.fake_provider._scenario import Scenario, ScenarioError, parse_scenario
+from rawtap.tools.fake_provider._server import FakeProvider
 
 __all__ = [
     "Exchange",

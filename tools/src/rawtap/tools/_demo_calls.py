@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rawtap.consumer.fake_provider import FakeProvider
 from rawtap.producer import Recorder
 from rawtap.shared import RawtapError
+from rawtap.tools.fake_provider import FakeProvider
 
 PROVIDERS = ("openai", "openrouter", "anthropic", "gemini")
 DEMO_KEY = "sk-rawtap-demo-key-never-stored"
@@ -69,7 +69,7 @@ class DemoClients:
         except ImportError as e:
             raise DemoDependencyMissing(
                 f"`rawtap demo` drives the provider SDKs and {e.name} is missing; "
-                "install them with `pip install 'rawtap-consumer[demo]'`"
+                "install them with `pip install 'rawtap-tools[demo]'`"
             ) from None
         self.openai = recorder.instrument(
             openai.OpenAI(api_key=DEMO_KEY, base_url=fake.openai_base_url, max_retries=2)

@@ -19,17 +19,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, unquote
 
-from rawtap.consumer.fake_provider import _anthropic, _gemini, _openai, _openrouter
-from rawtap.consumer.fake_provider._http import (
+from rawtap.tools.fake_provider import _anthropic, _gemini, _openai, _openrouter
+from rawtap.tools.fake_provider._http import (
     ClientGone,
     Handler,
     ResponseWriter,
     Server,
     accepts_gzip,
 )
-from rawtap.consumer.fake_provider._log import Exchange, ExchangeLog, RecordedRequest
-from rawtap.consumer.fake_provider._reply import REASONS, Call, Reply
-from rawtap.consumer.fake_provider._scenario import (
+from rawtap.tools.fake_provider._log import Exchange, ExchangeLog, RecordedRequest
+from rawtap.tools.fake_provider._reply import REASONS, Call, Reply
+from rawtap.tools.fake_provider._scenario import (
     DEFAULT_SLOW_MS,
     RESET_BEFORE_HEADERS,
     RESET_MID_BODY,
