@@ -40,9 +40,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -70,16 +70,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rawtap.consumer._derive import _request_model
 from rawtap.consumer._derived import Derived
-from rawtap.shared import ConfigError, EndState, Record, range_count
-from rawtap.shared._connection import RedisClient
-
-if TYPE_CHECKING:
-    from rawtap.consumer._sink import Sink
-    from rawtap.consumer._worker import Worker
+from rawtap.shared import ConfigError, EndState, Record, RedisClient
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TelemetrySettings", "WorkerTelemetry", "otel_configured"]
+__all__ = [
+    "CommittedBatch",
+    "TelemetrySettings",
+    "WorkerTelemetry",
+    "WorkerView",
+    "otel_configured",
+]
 
 SCOPE = "rawtap.consumer"
 """Instrumentation scope of every span and metric the worker emits."""
@@ -171,7 +172,57 @@ _COUNTERS: dict[str, tuple[str, str, str, dict[str, str]]] = {
         {},
     ),
     "purged": ("rawtap.worker.records.purged", "{record}", "Records deleted by retention.", {}),
+    "ledger_refused": ("rawtap.worker.ledger_refused", "1", "WorkerStats.ledger_refused.", {}),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedBatch:
+    """One batch a worker committed and acknowledged: all telemetry learns about it.
+
+    The worker builds it after XACK and hands it to
+    :meth:`WorkerTelemetry.batch_committed`; telemetry reads nothing else.
+    """
+
+    stream: str
+    """The shard stream the entries came from."""
+    group: str
+    consumer: str
+    entries: int
+    """Stream entries the batch handled (records, reports, dead letters, trimmed ids)."""
+    stored: tuple[tuple[Record, Derived], ...]
+    """Records the sink took (new or already held), each with its derived fields."""
+    refused: int
+    """Records the sink refused as data (dead-lettered instead)."""
+    started_ns: int
+    """Wall clock when the worker started handling the batch."""
+    commit_s: float | None
+    """Time spent committing the records, retries included; None when there were none."""
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class WorkerView:
+    """What telemetry observes of one worker at collection time, registered once.
+
+    Plain values and callables; none of them is the Worker. Telemetry keeps a
+    weak reference: the worker holds its view, and when the worker goes, so
+    do its observations. The callables run on the metric reader's thread.
+    """
+
+    consumer: str
+    group: str
+    redis_url: str
+    streams: tuple[str, ...]
+    """The shard streams the worker reads."""
+    dead_letter_stream: str
+    stats: Callable[[], Mapping[str, int]]
+    """A snapshot of the worker's counters (``WorkerStats`` fields)."""
+    connect_redis: Callable[[], RedisClient]
+    """A new Redis client for the stream gauges (``XINFO``; the probe owns and closes it)."""
+    ledger: Callable[[], Mapping[str, int] | None] | None = None
+    """Gaps, dead letters and trimmed ids of the sink (``gaps``, ``dead_lettered``,
+    ``trimmed``); None while there is no sink to read. Slow (a reconcile): telemetry
+    calls it at most every ``telemetry_ledger_interval_s``, never on the worker's thread."""
 
 
 class TelemetrySettings(BaseSettings):
@@ -315,10 +366,11 @@ class WorkerTelemetry:
         self.errors = 0
         self._closed = False
         self._log = _LogOnce()
-        self._workers: list[weakref.ReferenceType[Worker]] = []
+        self._views: list[weakref.ReferenceType[WorkerView]] = []
         self._probes: dict[str, _StreamProbe] = {}
         self._ledger: dict[str, int] = {}
         self._ledger_at = 0.0
+        self._ledger_lock = threading.Lock()
         self._ids = _RecordIds()
         self._processor = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
         for processor in span_processors:
@@ -448,10 +500,7 @@ class WorkerTelemetry:
             explicit_bucket_boundaries_advisory=_PIPELINE_BUCKETS,
         )
         by_name: dict[str, list[tuple[str, str, str, dict[str, str]]]] = {}
-        for stat in asdict(_worker_stats_type()()):
-            name, unit, description, extra = _COUNTERS.get(
-                stat, (f"rawtap.worker.{stat}", "1", f"WorkerStats.{stat}.", {})
-            )
+        for stat, (name, unit, description, extra) in _COUNTERS.items():
             by_name.setdefault(name, []).append((stat, unit, description, extra))
         for name, fields in by_name.items():
             meter.create_observable_counter(
@@ -503,52 +552,31 @@ class WorkerTelemetry:
 
     # -- the worker's hooks ---------------------------------------------------------
 
-    def attach(self, worker: "Worker") -> None:
-        """Observe ``worker``'s counters and streams from now on (the Worker calls this)."""
-        if self.enabled:
-            self._workers.append(weakref.ref(worker))
+    def observe(self, view: WorkerView) -> None:
+        """Observe a worker's counters, streams and sink ledger from now on (the Worker calls this).
 
-    def batch(
-        self,
-        worker: "Worker",
-        sink: "Sink",
-        stream: str,
-        entries: int,
-        records: Sequence[Record],
-        derived: Sequence[Derived],
-        refused: Sequence[Record],
-        started_ns: int,
-        commit_s: float | None,
-    ) -> None:
+        Held weakly: the observations end when the caller drops ``view``.
+        """
+        if self.enabled:
+            self._views.append(weakref.ref(view))
+
+    def batch_committed(self, batch: CommittedBatch) -> None:
         """Spans and metrics for one handled (committed and acknowledged) batch; never raises."""
         if not self.enabled or self._closed:
             return
         try:
-            self._batch(worker, sink, stream, entries, records, derived, refused, started_ns)
-            if commit_s is not None and records:
-                self._persist.record(commit_s, {"messaging.destination.name": stream})
+            self._batch(batch)
+            if batch.commit_s is not None and (batch.stored or batch.refused):
+                self._persist.record(batch.commit_s, {"messaging.destination.name": batch.stream})
         except Exception:  # noqa: BLE001 - telemetry must never stop persistence
             self.errors += 1
             self._log.once("batch", "rawtap telemetry failed for a batch; persistence goes on")
 
-    def _batch(
-        self,
-        worker: "Worker",
-        sink: "Sink",
-        stream: str,
-        entries: int,
-        records: Sequence[Record],
-        derived: Sequence[Derived],
-        refused: Sequence[Record],
-        started_ns: int,
-    ) -> None:
+    def _batch(self, batch: CommittedBatch) -> None:
+        stream, entries, started_ns = batch.stream, batch.entries, batch.started_ns
         persisted_ns = time.time_ns()
-        refused_ids = {id(r) for r in refused}
-        group = worker.settings.group
         links: list[Link] = []
-        for record, fields in zip(records, derived, strict=True):
-            if id(record) in refused_ids:
-                continue
+        for record, fields in batch.stored:
             gen_ai = _gen_ai_attributes(record, fields)
             parent = _recorded_context(record)
             span_context = self._record_span(record, fields, parent, gen_ai)
@@ -560,7 +588,7 @@ class WorkerTelemetry:
         batch_attrs = {
             "messaging.system": "redis",
             "messaging.destination.name": stream,
-            "messaging.consumer.group.name": group,
+            "messaging.consumer.group.name": batch.group,
         }
         self._consumed.add(entries, {**batch_attrs, "messaging.operation.name": "process"})
         ended_ns = time.time_ns()
@@ -579,12 +607,11 @@ class WorkerTelemetry:
                     "messaging.operation.type": "process",
                     "messaging.operation.name": "process",
                     "messaging.batch.message_count": entries,
-                    "messaging.client.id": worker.settings.consumer,
-                    "rawtap.records": len(records) - len(refused_ids),
+                    "messaging.client.id": batch.consumer,
+                    "rawtap.records": len(batch.stored),
                 },
             )
             span.end(end_time=ended_ns)
-        self._refresh_ledger(sink)
 
     def _record_span(
         self,
@@ -652,18 +679,18 @@ class WorkerTelemetry:
 
     # -- observed at collection time -----------------------------------------------
 
-    def _live_workers(self) -> list["Worker"]:
-        live = [w for ref in self._workers if (w := ref()) is not None]
-        if len(live) != len(self._workers):
-            self._workers = [weakref.ref(w) for w in live]
+    def _live_views(self) -> list[WorkerView]:
+        live = [v for ref in self._views if (v := ref()) is not None]
+        if len(live) != len(self._views):
+            self._views = [weakref.ref(v) for v in live]
         return live
 
     def _stats_callback(self, fields: list[tuple[str, str, str, dict[str, str]]]) -> Any:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
-            workers = self._live_workers()
+            snapshots = [view.stats() for view in self._live_views()]
             out = []
             for stat, _unit, _description, extra in fields:
-                total = sum(int(getattr(w.stats, stat, 0)) for w in workers)
+                total = sum(int(snapshot.get(stat, 0)) for snapshot in snapshots)
                 out.append(Observation(total, extra))
             if any(stat == "sink_errors" for stat, *_ in fields):
                 out.append(Observation(self.errors, {"rawtap.error.source": "telemetry"}))
@@ -673,32 +700,49 @@ class WorkerTelemetry:
 
     def _observe_streams(self, what: str) -> list[Observation]:
         out: list[Observation] = []
-        for worker in self._live_workers():
-            probe = self._probes.get(worker.settings.redis_url)
+        for view in self._live_views():
+            probe = self._probes.get(view.redis_url)
             if probe is None:
-                probe = self._probes[worker.settings.redis_url] = _StreamProbe(worker)
-            for stream in _streams_of(worker):
-                out.extend(probe.observe(stream, worker.dead_letter_stream, what, self._log))
+                probe = self._probes[view.redis_url] = _StreamProbe(view.connect_redis)
+            for stream in view.streams:
+                out.extend(probe.observe(stream, view.dead_letter_stream, what, self._log))
         # Two workers on one stream observe the same figures: report them once.
         unique = {tuple(sorted((o.attributes or {}).items())): o for o in out}
         return list(unique.values())
 
     def _ledger_callback(self, key: str) -> Any:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            self._refresh_ledger()
             value = self._ledger.get(key)
             return [] if value is None else [Observation(value)]
 
         return observe
 
-    def _refresh_ledger(self, sink: "Sink") -> None:
+    def _refresh_ledger(self) -> None:
+        """Read the ledger figures when due: on the metric reader's thread, at collection time.
+
+        The workers' sinks are one store; the first view that can read it answers.
+        A failure keeps the last figures, is counted and logged (rate-limited).
+        """
         interval = self.settings.telemetry_ledger_interval_s
-        now = time.monotonic()
-        if not interval or now < self._ledger_at:
-            return
-        self._ledger_at = now + interval
-        counts = dict(sink.ledger_counts())
-        counts["gaps"] = sum(range_count(b.missing) for b in sink.reconcile())
-        self._ledger = counts
+        with self._ledger_lock:
+            now = time.monotonic()
+            if not interval or now < self._ledger_at:
+                return
+            for view in self._live_views():
+                if view.ledger is None:
+                    continue
+                try:
+                    counts = view.ledger()
+                except Exception:  # noqa: BLE001 - the store may be down; the gauges wait
+                    self.errors += 1
+                    self._log.once("ledger", "rawtap telemetry: cannot read the sink's ledger")
+                    self._ledger_at = now + interval
+                    return
+                if counts is not None:
+                    self._ledger = dict(counts)
+                    self._ledger_at = now + interval
+                    return
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -733,8 +777,8 @@ class WorkerTelemetry:
 class _StreamProbe:
     """XINFO figures for the stream gauges, on a connection of its own (metric thread)."""
 
-    def __init__(self, worker: "Worker") -> None:
-        self._settings = worker.settings
+    def __init__(self, connect: Callable[[], RedisClient]) -> None:
+        self._connect = connect
         self._client: RedisClient | None = None
         self._cache: dict[str, tuple[float, Any]] = {}
 
@@ -767,11 +811,10 @@ class _StreamProbe:
         now = time.monotonic()
         if cached is not None and now - cached[0] < 1.0:
             return cached[1]
-        from rawtap.consumer._redis import connect
         from rawtap.consumer._stats import gather
 
         if self._client is None:
-            self._client = connect(self._settings, name="rawtap-telemetry")
+            self._client = self._connect()
         figures = gather(self._client, [stream], dead, None)
         self._cache[stream] = (now, figures)
         return figures
@@ -780,16 +823,6 @@ class _StreamProbe:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _worker_stats_type() -> type:
-    from rawtap.consumer._worker import WorkerStats
-
-    return WorkerStats
-
-
-def _streams_of(worker: "Worker") -> list[str]:
-    return list(worker.streams)  # the shards this worker reads
 
 
 def _default_resource(consumer: str | None = None) -> Resource:
