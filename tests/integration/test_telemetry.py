@@ -26,8 +26,8 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from rawtap.consumer import SqliteSink, Worker
 from rawtap.consumer._derive import derive
-from rawtap.consumer._telemetry import record_span_ids
 from rawtap.consumer.fake_provider import Exchange, FakeProvider
+from rawtap.consumer.telemetry import record_span_ids
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry
 from tests.support.otel import MemoryTelemetry, memory_telemetry, points, value

@@ -45,8 +45,8 @@ from rawtap.consumer._sink import (
     open_sink,
 )
 from rawtap.consumer._sqlite import SqliteSink
-from rawtap.consumer._telemetry import TelemetrySettings, WorkerTelemetry
 from rawtap.consumer._worker import Worker, WorkerStats
+from rawtap.consumer.telemetry import TelemetrySettings, WorkerTelemetry
 
 __all__ = [
     "PARSER_VERSIONS",

@@ -49,7 +49,7 @@ from rawtap.consumer._derived import Derived
 from rawtap.consumer._redis import connect, describe, ensure_group
 from rawtap.consumer._retention import RetentionSchedule
 from rawtap.consumer._sink import Sink, SinkError, open_sink
-from rawtap.consumer._telemetry import CommittedBatch, WorkerTelemetry, WorkerView
+from rawtap.consumer.telemetry import CommittedBatch, WorkerTelemetry, WorkerView
 from rawtap.shared import (
     ENTRY_ENVELOPE,
     ENTRY_RECORD_ID,
