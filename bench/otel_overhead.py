@@ -136,7 +136,7 @@ def worker(telemetry_on: bool, records: int = N) -> float:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
     from rawtap.consumer import SqliteSink, Worker
-    from rawtap.consumer._telemetry import WorkerTelemetry
+    from rawtap.consumer.telemetry import WorkerTelemetry
     from rawtap.shared import Record, StreamNames, encode_entry, make_record_id
 
     class _DropSpans(SpanExporter):

@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from rawtap.consumer import SqliteSink, Worker
 from rawtap.consumer._derive import derive
-from rawtap.consumer._telemetry import record_span_ids
+from rawtap.consumer.telemetry import record_span_ids
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry
 from rawtap.tools.fake_provider import Exchange, FakeProvider
@@ -146,6 +146,9 @@ def run(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
             with worker_thread(worker):
                 wait_until(lambda: sink.count() == len(exchanges), what="records stored")
                 wait_until(lambda: worker.idle, what="worker idle")
+                # A collection while the worker runs, as the periodic reader makes: the
+                # ledger gauges read the sink then (on the collecting thread), and keep it.
+                memory.metrics()
             records = sorted((rec for rec, _ in sink.iter_stored()), key=lambda r: r.seq)
         entries = int(client.xlen(StreamNames(prefix).shard(0)))
         yield Run(caller, records, exchanges, memory, worker, StreamNames(prefix).shard(0), entries)
@@ -368,6 +371,7 @@ def _run_worker(
     )
     with worker_thread(worker):
         wait_until(lambda: until(worker), what="the worker to get there")
+        memory.metrics()  # while it runs: the ledger gauges read the sink (see `run`)
     return worker
 
 

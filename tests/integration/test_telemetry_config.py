@@ -10,7 +10,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from rawtap.consumer import SqliteSink, Worker
-from rawtap.consumer._telemetry import WorkerTelemetry, otel_configured
+from rawtap.consumer.telemetry import WorkerTelemetry, otel_configured
 from rawtap.shared import ConfigError, StreamNames, encode_entry
 from tests.support.otel import memory_telemetry, value
 from tests.support.pipeline import wait_until, worker_thread

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from rawtap.consumer import SqliteSink
-from rawtap.consumer._telemetry import record_span_ids
+from rawtap.consumer.telemetry import record_span_ids
 from rawtap.shared import StreamNames, encode_entry
 from tests.support.otlp import OtlpReceiver, attributes
 from tests.support.pipeline import spawn_worker, wait_until

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from rawtap.consumer._telemetry import TelemetrySettings, WorkerTelemetry
+from rawtap.consumer.telemetry import TelemetrySettings, WorkerTelemetry
 
 
 @dataclass

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from rawtap.consumer._telemetry import TelemetrySettings, otel_configured
+from rawtap.consumer.telemetry import TelemetrySettings, otel_configured
 from rawtap.shared import ProducerSettings, StreamNames, WorkerSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

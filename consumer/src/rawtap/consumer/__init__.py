@@ -21,7 +21,6 @@ Exceptions::
 
 from rawtap.consumer._derive import PARSER_VERSIONS, derive, derive_all, is_stale
 from rawtap.consumer._derived import Derived, ToolCall
-from rawtap.consumer._telemetry import TelemetrySettings, WorkerTelemetry
 from rawtap.consumer.read import (
     ExportReport,
     export_jsonl,
@@ -43,6 +42,7 @@ from rawtap.consumer.store import (
     open_sink,
     purge_older_than,
 )
+from rawtap.consumer.telemetry import TelemetrySettings, WorkerTelemetry
 from rawtap.consumer.worker import RedisUnavailable, Worker, WorkerStats
 
 __all__ = [

@@ -30,6 +30,7 @@ for ``block_ms / shards``, so a new entry on any shard is seen within about
 ``block_ms``.
 """
 
+import functools
 import logging
 import signal
 import threading
@@ -44,7 +45,6 @@ import redis
 
 from rawtap.consumer._derive import derive_all
 from rawtap.consumer._derived import Derived
-from rawtap.consumer._telemetry import WorkerTelemetry
 from rawtap.consumer.store import (
     Accounting,
     DeadLetter,
@@ -53,6 +53,7 @@ from rawtap.consumer.store import (
     SinkError,
     open_sink,
 )
+from rawtap.consumer.telemetry import CommittedBatch, WorkerTelemetry, WorkerView
 from rawtap.consumer.worker._redis import connect, describe, ensure_group
 from rawtap.shared import (
     ENTRY_ENVELOPE,
@@ -65,6 +66,7 @@ from rawtap.shared import (
     decode_report,
     is_report,
     load_settings,
+    range_count,
 )
 
 if TYPE_CHECKING:
@@ -122,6 +124,58 @@ class WorkerStats:
         return " ".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
+class _LedgerReader:
+    """The sink ledger's figures for telemetry's gauges, read on its metric thread.
+
+    A reconcile is a window scan over the records. PostgresSink runs every call
+    on one connection under one lock, so scanning through the worker's sink
+    would hold its commits for the scan: a PostgreSQL store the worker opened
+    from its URL gets a read-only handle of its own, opened on first use. The
+    worker's sink is shared otherwise: SqliteSink serialises on its lock (safe
+    across threads) and reconciles cheaply, and a sink passed in has no URL.
+    After ``close()`` it answers None (telemetry keeps the last figures).
+    """
+
+    def __init__(self, url: str | None) -> None:
+        self.sink: Sink | None = None
+        """The worker's sink, once open."""
+        self._url = url
+        self._own: Sink | None = None
+        self._busy = False
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, int] | None:
+        with self._lock:
+            if self._closed.is_set() or self.sink is None or self._busy:
+                return None
+            self._busy = True
+        try:
+            if self._url is not None and self._own is None:
+                self._own = open_sink(self._url, migrate=False, read_only=True)
+            store = self._own or self.sink
+            counts = dict(store.ledger_counts())
+            counts["gaps"] = sum(range_count(b.missing) for b in store.reconcile())
+            return counts
+        finally:
+            with self._lock:
+                self._busy = False
+                if self._closed.is_set():
+                    self._close_own()
+
+    def close(self) -> None:
+        """No more reads; the handle of its own closes now, or when the read in hand ends."""
+        with self._lock:
+            self._closed.set()
+            if not self._busy:
+                self._close_own()
+
+    def _close_own(self) -> None:
+        if self._own is not None:
+            self._own.close()
+            self._own = None
+
+
 class Worker:
     """Consumes rawtap's shard streams into a sink, acknowledging only after commit.
 
@@ -165,7 +219,22 @@ class Worker:
         )
         self._owns_telemetry = telemetry is None
         self.telemetry = telemetry or WorkerTelemetry.from_env(self.settings.consumer)
-        self.telemetry.attach(self)
+        own_postgres = sink is None and self.settings.sink_url.startswith(
+            ("postgresql://", "postgres://")
+        )
+        self._ledger_reader = _LedgerReader(self.settings.sink_url if own_postgres else None)
+        # Held here: telemetry holds it weakly, so its observations end with the worker.
+        self._telemetry_view = WorkerView(
+            consumer=self.settings.consumer,
+            group=self.settings.group,
+            redis_url=self.settings.redis_url,
+            streams=tuple(self.streams),
+            dead_letter_stream=self.dead_letter_stream,
+            stats=functools.partial(asdict, self.stats),
+            connect_redis=functools.partial(connect, self.settings, name="rawtap-telemetry"),
+            ledger=self._ledger_reader,
+        )
+        self.telemetry.observe(self._telemetry_view)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -188,6 +257,7 @@ class Worker:
         try:
             if self._sink is None:
                 self._sink = open_sink(self.settings.sink_url)
+            self._ledger_reader.sink = self._sink
             if self._client is None:
                 self._client = self._wait_for_redis()
             if self._client is not None:
@@ -253,6 +323,7 @@ class Worker:
         self.stop()
 
     def _close(self) -> None:
+        self._ledger_reader.close()
         if self._owns_sink and self._sink is not None:
             self._sink.close()
         if self._owns_client and self._client is not None:
@@ -518,16 +589,38 @@ class Worker:
         self.stats.dead_lettered += len(letters)
         self.stats.trimmed_lost += len(accounting.trimmed)
         self.stats.acked += len(entries)
-        self.telemetry.batch(  # after XACK; never raises
-            self,
-            sink,
-            stream,
-            len(entries),
-            [r for _, r in records],
-            derived,
-            [r for r, _ in refused],
-            started_ns,
-            commit_s,
+        if self.telemetry.enabled:  # after XACK; never raises
+            self.telemetry.batch_committed(
+                self._committed(
+                    stream, len(entries), records, derived, refused, started_ns, commit_s
+                )
+            )
+
+    def _committed(
+        self,
+        stream: str,
+        entries: int,
+        records: list[tuple[bytes, Record]],
+        derived: list[Derived],
+        refused: list[tuple[Record, str]],
+        started_ns: int,
+        commit_s: float,
+    ) -> CommittedBatch:
+        """What telemetry learns of a handled batch: the records stored, with their fields."""
+        refused_ids = {id(rec) for rec, _ in refused}
+        return CommittedBatch(
+            stream=stream,
+            group=self.settings.group,
+            consumer=self.settings.consumer,
+            entries=entries,
+            stored=tuple(
+                (rec, fields)
+                for (_, rec), fields in zip(records, derived, strict=True)
+                if id(rec) not in refused_ids
+            ),
+            refused=len(refused),
+            started_ns=started_ns,
+            commit_s=commit_s if records else None,
         )
 
     def _account_trimmed(self, sink: Sink, stream: str, entry_ids: list[bytes]) -> None:

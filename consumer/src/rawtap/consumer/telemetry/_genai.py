@@ -1,0 +1,122 @@
+"""The GenAI semantic conventions for a recorded call: provider, system and operation names,
+span and metric attributes, the error type, the call's end on the wall clock.
+
+Bodies never go into attributes.
+"""
+
+from typing import Any
+
+from rawtap.consumer._derive import request_model as model_requested
+from rawtap.consumer._derived import Derived
+from rawtap.shared import EndState, Record
+
+# gen_ai.provider.name (current conventions) and gen_ai.system (older ones) per rawtap provider.
+PROVIDER_NAME = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini"}
+SYSTEM = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini"}
+OPERATION = {
+    "openai.chat": "chat",
+    "openai.responses": "chat",
+    "anthropic.messages": "chat",
+    "gemini.generate": "generate_content",
+}
+METRIC_ATTRIBUTES = frozenset(
+    {
+        "gen_ai.operation.name",
+        "gen_ai.provider.name",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "server.address",
+    }
+)
+"""The GenAI attributes that metrics carry (bounded cardinality: no ids)."""
+
+_FAILED_STATES = (EndState.ERROR, EndState.TRANSPORT_ERROR)
+
+GenAi = tuple[dict[str, Any], str | None, str | None]
+"""A record's GenAI attributes, its operation name and its request model."""
+
+
+def gen_ai_attributes(record: Record, fields: Derived) -> GenAi:
+    """The GenAI attributes of a record, its operation name and request model."""
+    operation = OPERATION.get(fields.parser or "")
+    request_model = model_requested(record)
+    attributes: dict[str, Any] = {
+        "gen_ai.provider.name": PROVIDER_NAME.get(record.provider, record.provider),
+        "gen_ai.system": SYSTEM.get(record.provider, record.provider),
+    }
+    if operation:
+        attributes["gen_ai.operation.name"] = operation
+    if request_model:
+        attributes["gen_ai.request.model"] = request_model
+    if fields.model:
+        attributes["gen_ai.response.model"] = fields.model
+    if record.url:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(record.url)
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is not None:
+            attributes["server.port"] = port
+    return attributes, operation, request_model
+
+
+def record_attributes(record: Record, fields: Derived) -> dict[str, Any]:
+    """What the span carries besides the metric attributes: usage, outcome, rawtap's ids."""
+    out: dict[str, Any] = {
+        "rawtap.record_id": record.record_id,
+        "rawtap.producer_id": record.producer_id,
+        "rawtap.end_state": record.end_state.value,
+        "gen_ai.request.stream": record.stream,
+    }
+    optional: dict[str, Any] = {
+        "gen_ai.usage.input_tokens": fields.input_tokens,
+        "gen_ai.usage.output_tokens": fields.output_tokens,
+        "gen_ai.usage.cache_read.input_tokens": fields.cached_tokens,
+        "gen_ai.usage.reasoning.output_tokens": fields.reasoning_tokens,
+        "gen_ai.response.id": fields.response_id,
+        "gen_ai.response.time_to_first_chunk": (
+            fields.ttft_ns / 1e9 if fields.ttft_ns is not None else None
+        ),
+        "http.request.method": record.method,
+        "http.response.status_code": record.status,
+        "error.type": error_type(record),
+        "session.id": record.session_id,
+        "rawtap.provider.request_id": fields.request_id,
+        "rawtap.call_id": record.call_id,
+        "rawtap.attempt": record.attempt,
+        "rawtap.truncated": record.truncated or None,
+        "rawtap.parse_error": fields.parse_error,
+    }
+    if fields.finish_reason is not None:
+        out["gen_ai.response.finish_reasons"] = [fields.finish_reason]
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return out
+
+
+def error_type(record: Record) -> str | None:
+    """``error.type``: the HTTP status from 400 up, else a failed end state, else None."""
+    if record.status is not None and record.status >= 400:
+        return str(record.status)
+    if record.end_state in _FAILED_STATES:
+        return record.end_state.value
+    return None
+
+
+def end_ns(record: Record) -> int:
+    """The call's end on the wall clock: start plus the recorded (monotonic) end offset.
+
+    A record without ``ended_ns`` (given to ``record()`` by hand) ends at its last
+    chunk or first byte, else when it was captured.
+    """
+    start = record.started_at_ns
+    if record.ended_ns is not None:
+        return start + record.ended_ns
+    last = max([c.offset_ns for c in record.chunks] + [record.first_byte_ns or 0])
+    if last:
+        return start + last
+    return max(start, record.captured_at_ns)
