@@ -25,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from rawtap.consumer import SqliteSink, Worker
-from rawtap.consumer._derive import derive
+from rawtap.consumer.derivation import derive
 from rawtap.consumer.telemetry import record_span_ids
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from rawtap.consumer import SinkError, SqliteSink, Worker
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry, make_record_id
 from tests.support.pipeline import drain, spawn_worker, wait_until, worker_thread

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 
 from rawtap.consumer import SinkError, SqliteSink, Worker
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store import path_from_url
 from rawtap.shared import Record, WorkerSettings, load_settings
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from rawtap.consumer import PARSER_VERSIONS, Derived, ToolCall, derive, is_stale
-from rawtap.consumer._derive import sse_events
+from rawtap.consumer.derivation import sse_events
 from tests.support.records import make_record, sse
 
 OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"

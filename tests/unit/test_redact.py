@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from rawtap.consumer._derive import derive
+from rawtap.consumer.derivation import derive
 from rawtap.producer import _redact
 from rawtap.producer._serialize import serialize
 from rawtap.shared import ProducerSettings, Record, decode_entry, display_url, scrub_text

@@ -19,8 +19,14 @@ Exceptions::
      └── RedisUnavailable  Redis cannot be reached (CLI and demo)
 """
 
-from rawtap.consumer._derive import PARSER_VERSIONS, derive, derive_all, is_stale
-from rawtap.consumer._derived import Derived, ToolCall
+from rawtap.consumer.derivation import (
+    PARSER_VERSIONS,
+    Derived,
+    ToolCall,
+    derive,
+    derive_all,
+    is_stale,
+)
 from rawtap.consumer.read import (
     ExportReport,
     export_jsonl,

@@ -17,8 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-from rawtap.consumer._derive import derive, is_stale
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived, derive, is_stale
 from rawtap.consumer.store import RecordQuery, SinkError, Store, StoredRecord, clamp_i64
 from rawtap.shared import BodyDecodeError, CodecError, ConfigError, Record, parse_duration
 

@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting, ProducerBalance
 from rawtap.consumer.store._ledger import LEDGER_COUNTS, RECORD_PURGED, write_accounting
 from rawtap.consumer.store._reconcile import reconcile_rows

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from rawtap.consumer._derived import Derived, ToolCall
+from rawtap.consumer.derivation import Derived, ToolCall
 from rawtap.consumer.store._sink import RecordQuery, RecordSummary, StoredRecord
 from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting, ProducerBalance
 from rawtap.shared import CodecError, EndState, RawtapError, Record
 

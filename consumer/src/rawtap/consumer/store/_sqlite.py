@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting, ProducerBalance
 from rawtap.consumer.store._ledger import LEDGER_COUNTS, RECORD_PURGED, write_accounting
 from rawtap.consumer.store._reconcile import reconcile_rows

@@ -6,8 +6,8 @@ Bodies never go into attributes.
 
 from typing import Any
 
-from rawtap.consumer._derive import request_model as model_requested
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
+from rawtap.consumer.derivation import request_model as model_requested
 from rawtap.shared import EndState, Record
 
 # gen_ai.provider.name (current conventions) and gen_ai.system (older ones) per rawtap provider.

@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
 from rawtap.consumer.telemetry._config import TelemetrySettings
 from rawtap.consumer.telemetry._genai import METRIC_ATTRIBUTES, end_ns, error_type
 from rawtap.consumer.telemetry._log import LogOnce

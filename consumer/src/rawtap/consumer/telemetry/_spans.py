@@ -36,7 +36,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
 from rawtap.consumer.telemetry._genai import GenAi, end_ns, error_type, record_attributes
 from rawtap.shared import Record
 

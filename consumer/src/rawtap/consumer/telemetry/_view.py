@@ -7,7 +7,7 @@ gets no Worker and no Sink.
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived
 from rawtap.shared import Record, RedisClient
 
 

@@ -43,8 +43,7 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import redis
 
-from rawtap.consumer._derive import derive_all
-from rawtap.consumer._derived import Derived
+from rawtap.consumer.derivation import Derived, derive_all
 from rawtap.consumer.store import (
     Accounting,
     DeadLetter,

@@ -12,7 +12,7 @@ and a match is replaced by ``[REDACTED]``.
 import hashlib
 import re
 
-from rawtap.consumer._derived import Derived, ToolCall
+from rawtap.consumer.derivation._derived import Derived, ToolCall
 from rawtap.shared import Record
 
 REDACTED = "[REDACTED]"

@@ -1,0 +1,88 @@
+"""The working copy of derived fields while a parser runs, its body, and JSON coercions."""
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+from rawtap.consumer.derivation._derived import ToolCall
+
+
+@dataclass
+class Fields:
+    """Mutable working copy of the derived fields while a parser runs."""
+
+    model: str | None = None
+    response_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    finish_reason: str | None = None
+    text: list[str] | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    ttft_ns: int | None = None
+    provider_error: str | None = None
+    seen: bool = False
+    """A recognizable document or event was read (otherwise the body is not this format)."""
+
+    def add_text(self, text: Any) -> None:
+        if isinstance(text, str):
+            if self.text is None:
+                self.text = []
+            self.text.append(text)
+
+
+class Body(NamedTuple):
+    pieces: list[bytes]
+    offsets: list[int | None]
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def normalize_arguments(text: str) -> str:
+    """Stream fragments joined; re-serialized compactly when they form valid JSON."""
+    if not text:
+        return "{}"
+    try:
+        return json_text(orjson.loads(text))
+    except orjson.JSONDecodeError:
+        return text
+
+
+def error_text(err: Any) -> str | None:
+    if isinstance(err, str):
+        return err
+    err = as_dict(err)
+    if not err:
+        return None
+    kind = err.get("type") or err.get("status") or err.get("code")
+    message = err.get("message")
+    if kind is not None and message:
+        return f"{kind}: {message}"
+    return str(message or kind)
+
+
+def loads(data: str | bytes, what: str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise ValueError(f"{what} is not valid JSON ({e})") from e
