@@ -6,7 +6,10 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from rawtap.producer import Recorder
+from tests.support.cli import run_cli
 from tests.support.pipeline import rawtap_command
 from tests.support.services import free_port
 from tests.support.streams import xadd_entry
@@ -189,3 +192,17 @@ def test_dead_letters_are_listed_shown_and_requeued_into_the_store(
         assert sink.get(good.record_id) == good
     assert client.xlen(names.dead_letters) == 1  # the still-broken one came back once more
     client.close()
+
+
+@pytest.mark.parametrize("command", ["list", "export", "rederive", "replay"])
+def test_every_command_that_filters_records_takes_the_same_seven_filters(
+    capsysbinary: pytest.CaptureFixture[bytes], command: str
+) -> None:
+    result = run_cli(capsysbinary, command, "--help")
+    assert result.code == 0, result.err
+    shown = result.out.decode()
+    for option in ("--session", "--provider", "--model", "--status", "--end-state"):
+        assert option in shown, (command, option)
+    assert "--since" in shown
+    assert "--until" in shown
+    assert "query" not in shown.lower().split("options")[-1]  # the stand-in never shows

@@ -9,23 +9,18 @@ from typing import Annotated, cast
 import typer
 
 from rawtap.consumer.cli import (
-    EndStateOpt,
-    Model,
-    Provider,
-    Session,
-    Since,
+    ALL_RECORDS,
     SinkUrl,
-    Status,
-    Until,
     choice,
     fail,
     open_store,
-    query_from,
+    record_filters,
     say,
 )
 from rawtap.consumer.read import (
     iter_matching,
 )
+from rawtap.consumer.store import RecordQuery
 from rawtap.shared import (
     ConfigError,
 )
@@ -58,6 +53,7 @@ def demo(
     say(report.render())
 
 
+@record_filters
 def replay(
     sink: SinkUrl = None,
     host: Annotated[
@@ -98,13 +94,7 @@ def replay(
             "--idle-timeout", show_default=True, help="Seconds an idle connection is kept open."
         ),
     ] = 10.0,
-    session: Session = None,
-    provider: Provider = None,
-    model: Model = None,
-    status: Status = None,
-    end_state: EndStateOpt = None,
-    since: Since = None,
-    until: Until = None,
+    query: RecordQuery = ALL_RECORDS,
 ) -> None:
     """Serve stored records over HTTP in each provider's wire format, until SIGTERM/SIGINT."""
     from rawtap.tools._replay import MatchMode, ReplayServer
@@ -116,7 +106,6 @@ def replay(
         raise ConfigError("--max-connections must be greater than zero")
     if idle_timeout <= 0:
         raise ConfigError("--idle-timeout must be greater than zero")
-    query = query_from(session, provider, model, status, end_state, since, until)
     with open_store(sink) as store:
         records = list(iter_matching(store, query))
     if not records:

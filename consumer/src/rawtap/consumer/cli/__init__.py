@@ -16,6 +16,7 @@ from rawtap.consumer.cli._main import main
 # What a distribution adding commands through the ``rawtap.commands`` entry point
 # (rawtap-tools: ``demo``, ``replay``) builds them with.
 from rawtap.consumer.cli._options import (
+    ALL_RECORDS,
     ANY_RECORD,
     EndStateOpt,
     Model,
@@ -29,10 +30,12 @@ from rawtap.consumer.cli._options import (
     choice,
     open_store,
     query_from,
+    record_filters,
 )
 from rawtap.consumer.cli._output import fail, say
 
 __all__ = [
+    "ALL_RECORDS",
     "ANY_RECORD",
     "EndStateOpt",
     "Model",
@@ -48,5 +51,6 @@ __all__ = [
     "main",
     "open_store",
     "query_from",
+    "record_filters",
     "say",
 ]

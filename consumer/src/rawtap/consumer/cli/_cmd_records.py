@@ -7,19 +7,13 @@ import typer
 
 from rawtap.consumer.cli._app import app
 from rawtap.consumer.cli._options import (
-    EndStateOpt,
-    Model,
+    ALL_RECORDS,
     ProgressOpt,
-    Provider,
-    Session,
-    Since,
     SinkUrl,
-    Status,
-    Until,
     choice,
     open_store,
     progress_bar,
-    query_from,
+    record_filters,
 )
 from rawtap.consumer.cli._output import fail, say
 from rawtap.consumer.cli._terminal import printable
@@ -35,6 +29,7 @@ from rawtap.consumer.read import (
     rederive as run_rederive,
 )
 from rawtap.consumer.store import (
+    RecordQuery,
     RecordSummary,
     purge_older_than,
 )
@@ -86,15 +81,10 @@ def _table(rows: list[RecordSummary]) -> str:
 
 
 @app.command("list")
+@record_filters
 def list_(
     sink: SinkUrl = None,
-    session: Session = None,
-    provider: Provider = None,
-    model: Model = None,
-    status: Status = None,
-    end_state: EndStateOpt = None,
-    since: Since = None,
-    until: Until = None,
+    query: RecordQuery = ALL_RECORDS,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, show_default=True, help="At most this many.")
     ] = 50,
@@ -103,7 +93,6 @@ def list_(
     ] = False,
 ) -> None:
     """List stored records (newest first) as a table."""
-    query = query_from(session, provider, model, status, end_state, since, until)
     with open_store(sink) as store:
         rows = store.summaries(query, limit=limit, newest_first=not oldest_first)
     if not rows:
@@ -145,6 +134,7 @@ def show(
 
 
 @app.command()
+@record_filters
 def export(
     sink: SinkUrl = None,
     output: Annotated[
@@ -172,20 +162,13 @@ def export(
             "--derived", show_default="off", help="JSON Lines: add a `derived` key to each line."
         ),
     ] = False,
-    session: Session = None,
-    provider: Provider = None,
-    model: Model = None,
-    status: Status = None,
-    end_state: EndStateOpt = None,
-    since: Since = None,
-    until: Until = None,
+    query: RecordQuery = ALL_RECORDS,
     progress: ProgressOpt = None,
 ) -> None:
     """Export records, oldest first: JSON Lines (the shared schema, bytes base64) or Parquet."""
     fmt = fmt.lower()
     if fmt == "parquet" and output == "-":
         raise ConfigError("Parquet needs a file: add --output records.parquet")
-    query = query_from(session, provider, model, status, end_state, since, until)
     with open_store(sink) as store:
         total = store.count_matching(query)
         with progress_bar("exporting", total, progress) as advance:
@@ -226,6 +209,7 @@ def purge(
 
 
 @app.command()
+@record_filters
 def rederive(
     sink: SinkUrl = None,
     everything: Annotated[
@@ -234,17 +218,10 @@ def rederive(
             "--all", show_default="off", help="Re-read every matching record, not only stale ones."
         ),
     ] = False,
-    session: Session = None,
-    provider: Provider = None,
-    model: Model = None,
-    status: Status = None,
-    end_state: EndStateOpt = None,
-    since: Since = None,
-    until: Until = None,
+    query: RecordQuery = ALL_RECORDS,
     progress: ProgressOpt = None,
 ) -> None:
     """Re-run the parsers over stored records (those from older parser versions, or --all)."""
-    query = query_from(session, provider, model, status, end_state, since, until)
     with open_store(sink, read_only=False) as store:
         total = store.count_matching(query)
         with progress_bar("re-deriving", total, progress) as advance:

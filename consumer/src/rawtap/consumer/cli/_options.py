@@ -1,6 +1,8 @@
 """Options shared by several commands: settings overrides, record filters, the store."""
 
 import contextlib
+import functools
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
@@ -202,3 +204,45 @@ def progress_bar(label: str, total: int, enabled: bool | None) -> Iterator[Calla
     ) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+ALL_RECORDS = RecordQuery()
+"""The default of a ``query`` parameter :func:`record_filters` stands in for (every record)."""
+
+_FILTERS: dict[str, Any] = {
+    "session": Session,
+    "provider": Provider,
+    "model": Model,
+    "status": Status,
+    "end_state": EndStateOpt,
+    "since": Since,
+    "until": Until,
+}
+_FILTER_PARAMS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+    for name, hint in _FILTERS.items()
+]
+
+
+def record_filters(command: Callable[..., None]) -> Callable[..., None]:
+    """Replace a command's ``query: RecordQuery`` parameter by the seven filter options.
+
+    The options appear in ``--help`` where ``query`` stands in the signature, the
+    same in every command that filters records; the command is called with the
+    :class:`RecordQuery` they describe.
+    """
+    signature = inspect.signature(command)
+    params = list(signature.parameters.values())
+    at = next(i for i, p in enumerate(params) if p.name == "query")
+    rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params[at + 1 :]]
+    shown = [*params[:at], *_FILTER_PARAMS, *rest]
+
+    @functools.wraps(command)
+    def run(*args: Any, **options: Any) -> None:
+        filters = {name: options.pop(name, None) for name in _FILTERS}
+        command(*args, **options, query=query_from(**filters))
+
+    # typer reads the parameters from the signature and their types from the annotations.
+    run.__signature__ = signature.replace(parameters=shown)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in shown} | {"return": None}
+    return run
