@@ -532,6 +532,20 @@ def test_sse_events_handle_crlf_split_across_chunks_and_comments() -> None:
     assert [(e.data, e.chunk) for e in events] == [('{"a":1}', 2), ("x\ny", 3)]
 
 
+def test_sse_events_belong_to_the_piece_that_completes_their_blank_line() -> None:
+    # A CR that ends a piece counts with the next piece, lone or half of a CRLF;
+    # a CR that ends the body never completes an event.
+    assert [(e.data, e.chunk) for e in sse_events([b"data: a\r", b"\rdata: b\n", b"", b"\n"])] == [
+        ("a", 1),
+        ("b", 3),
+    ]
+    assert sse_events([b"data: a\n\r"]) == []
+    assert [(e.data, e.chunk) for e in sse_events([b"data: a\n", b"\ndata: b\n\n"])] == [
+        ("a", 1),
+        ("b", 1),
+    ]
+
+
 def test_staleness() -> None:
     assert is_stale(None)
     current = Derived(parser="openai.chat", parser_version=PARSER_VERSIONS["openai.chat"])

@@ -1,11 +1,30 @@
-"""Derivation: what a record's raw bytes say — model, tokens, finish reason, tool calls, timing.
+"""Derivation: versioned per-provider parsers that read raw bodies into :class:`Derived`.
 
-``derive(record)`` picks a versioned parser for the record's wire format
-(``_parser``: by URL, else by provider and content), undoes the
-``Content-Encoding``, reads the JSON body or the server-sent events (``_sse``)
-chunk by chunk, and never raises. Each wire format is one module under
-``_providers/`` (OpenAI chat, OpenAI Responses, Anthropic, Gemini): adding a
-provider means one module there, its entry in ``_parser``, and its tests.
+``derive(record)`` picks a parser from the request URL (``/chat/completions``,
+``/responses``, ``/messages``, ``:generateContent``), else from the provider
+name and the body itself; undoes the ``Content-Encoding``; reads a JSON body or
+the server-sent events of a stream chunk by chunk (so the time to first token is
+the arrival time of the chunk that carried it); and never raises: a body it
+cannot read yields a :class:`Derived` whose ``parse_error`` says why.
+
+Parsers and their versions (bump a version whenever a parser's output changes,
+then ``rawtap rederive`` brings stored records up to date)::
+
+    openai.chat         OpenAI chat completions (also OpenRouter, Azure, compatible servers)
+    openai.responses    OpenAI Responses API
+    anthropic.messages  Anthropic messages
+    gemini.generate     Gemini generateContent / streamGenerateContent (SSE or JSON array)
+
+The modules::
+
+    _derive.py      derive, derive_all, is_stale, iter_parsers, request_model
+    _parser.py      the parser table; picking by URL or by content
+    _providers/     one module per wire format, each exporting a Parser
+    _body.py        the decoded body, its arrival times, sniffing
+    _sse.py         server-sent events
+    _fields.py      what a parser fills in; small JSON coercion helpers
+    _derived.py     the Derived and ToolCall models
+    _unmasked.py    masking secrets that only the joined text reveals
 
 The folder is ``derivation`` rather than ``derive`` so that ``rawtap.consumer.derive``
 stays the function every caller imports, never shadowed by a package of that name.

@@ -1,19 +1,4 @@
-"""Derivation: versioned per-provider parsers that read raw bodies into :class:`Derived`.
-
-``derive(record)`` picks a parser from the request URL (``/chat/completions``,
-``/responses``, ``/messages``, ``:generateContent``), else from the provider
-name and the body itself; undoes the ``Content-Encoding``; reads a JSON body or
-the server-sent events of a stream chunk by chunk (so the time to first token is
-the arrival time of the chunk that carried it); and never raises: a body it
-cannot read yields a :class:`Derived` whose ``parse_error`` says why.
-
-Parsers and their versions (bump a version whenever a parser's output changes,
-then ``rawtap rederive`` brings stored records up to date)::
-
-    openai.chat         OpenAI chat completions (also OpenRouter, Azure, compatible servers)
-    openai.responses    OpenAI Responses API
-    anthropic.messages  Anthropic messages
-    gemini.generate     Gemini generateContent / streamGenerateContent (SSE or JSON array)"""
+"""derive(): a record's raw bytes into Derived, never raising."""
 
 import logging
 from collections.abc import Iterator, Sequence
@@ -22,30 +7,21 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from rawtap.consumer.derivation._body import body_of, looks_like_sse
 from rawtap.consumer.derivation._derived import Derived
-from rawtap.consumer.derivation._fields import Body, Fields, as_dict, loads
-from rawtap.consumer.derivation._parser import (
-    PARSER_VERSIONS,
-    PARSERS,
-    Parser,
-    pick_by_content,
-    pick_by_url,
-)
+from rawtap.consumer.derivation._fields import Fields, Parser, as_dict, loads
+from rawtap.consumer.derivation._parser import PARSER_VERSIONS, pick_by_content, pick_by_url
 from rawtap.consumer.derivation._sse import sse_events
 from rawtap.consumer.derivation._unmasked import mask_derived
 from rawtap.shared import BodyDecodeError, Record
 
 logger = logging.getLogger(__name__)
 
-
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "apim-request-id")
 
 
-_SNIFF_BYTES = 4096
-
-
 def request_model(record: Record) -> str | None:
-    """The model the request asked for (JSON body ``model``, or Gemini's URL path)."""
+    """The model the request asked for: its JSON body's ``model``, else the URL's ``/models/…``."""
     if record.request_body[:1] == b"{":
         try:
             model = as_dict(orjson.loads(record.request_body)).get("model")
@@ -67,26 +43,12 @@ def _request_id(record: Record) -> str | None:
     return None
 
 
-def _body(record: Record) -> Body:
-    pieces = record.decoded_chunks()
-    if record.chunks:
-        offsets: list[int | None] = [c.offset_ns for c in record.chunks]
-    else:
-        offsets = [record.first_byte_ns] * len(pieces)
-    return Body(pieces, offsets)
-
-
-def _looks_like_sse(head: bytes) -> bool:
-    start = head.lstrip()
-    return start.startswith((b"data:", b"event:", b":", b"id:", b"retry:"))
-
-
 def derive(record: Record) -> Derived:
     """The derived fields of ``record``; never raises (a failure is in ``parse_error``).
 
     Secrets the producer could only digest (split over stream deltas) are masked.
     """
-    derived = _derive_one(record)
+    derived = _derive(record)
     if record.masked_digests:
         try:
             return mask_derived(derived, record)
@@ -96,27 +58,26 @@ def derive(record: Record) -> Derived:
     return derived
 
 
-def _derive_one(record: Record) -> Derived:
+def _derive(record: Record) -> Derived:
     # The request's model is a fallback: parse the request body (large prompts, images)
     # only when the response does not name its model.
     base: dict[str, Any] = {"request_id": _request_id(record)}
     parser: Parser | None = None
     try:
-        body = _body(record)
-        head = b"".join(body.pieces)[:_SNIFF_BYTES] if body.pieces else b""
-        name = pick_by_url(record.url) or pick_by_content(record.provider, head)
-        if name is None:
+        body = body_of(record)
+        head = body.head
+        parser = pick_by_url(record.url) or pick_by_content(record.provider, head)
+        if parser is None:
             return Derived(**base, model=request_model(record))
-        parser = PARSERS[name]
         base.update(parser=parser.name, parser_version=parser.version)
         if not head.strip():
             # Nothing to parse: an empty body is not a failure.
             return Derived(**base, model=request_model(record))
         fields = Fields()
-        if _looks_like_sse(head):
-            parser.read_stream(sse_events(body.pieces), body, fields)
+        if looks_like_sse(head):
+            parser.read_stream(sse_events(body.pieces, body.joined), body, fields)
         else:
-            doc = loads(b"".join(body.pieces), "the body")
+            doc = loads(body.joined, "the body")
             parser.read_json(doc, fields, record.first_byte_ns)
             if fields.ttft_ns is None and (fields.text or fields.tool_calls):
                 fields.ttft_ns = record.first_byte_ns  # a JSON body arrives all at once

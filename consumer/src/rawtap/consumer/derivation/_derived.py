@@ -1,7 +1,7 @@
 """The derived fields: what rawtap reads out of a raw provider response.
 
 :class:`Derived` is not part of the record a producer sends; the worker computes
-it (``rawtap.consumer.derive``) and the sink stores it in its own columns, next to
+it (``rawtap.consumer.derivation``) and the sink stores it in its own columns, next to
 the untouched raw record, with the name and version of the parser that made it,
 so ``rawtap rederive`` can recompute it after a parser changes.
 """

@@ -1,11 +1,17 @@
-"""The working copy of derived fields while a parser runs, its body, and JSON coercions."""
+"""What a parser fills in (:class:`Fields`), what a provider module exports (:class:`Parser`).
 
+And the small JSON coercion helpers every parser uses.
+"""
+
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
+from rawtap.consumer.derivation._body import Body
 from rawtap.consumer.derivation._derived import ToolCall
+from rawtap.consumer.derivation._sse import SseEvent
 
 
 @dataclass
@@ -33,9 +39,25 @@ class Fields:
             self.text.append(text)
 
 
-class Body(NamedTuple):
-    pieces: list[bytes]
-    offsets: list[int | None]
+@dataclass(frozen=True)
+class Parser:
+    """One provider wire format: how to recognize it and how to read it.
+
+    ``read_json`` reads a whole JSON document (with the body's first-byte time);
+    ``read_stream`` reads the server-sent events of a stream.
+    """
+
+    name: str
+    version: int
+    """Bump whenever the parser's output changes; ``rawtap rederive`` then recomputes."""
+    matches_path: Callable[[str], bool]
+    """True for a request URL path this format answers."""
+    markers: tuple[bytes, ...]
+    """Byte strings whose presence in the body's head identifies the format."""
+    providers: frozenset[str]
+    """Lower-case provider names that speak the format (the last resort)."""
+    read_json: Callable[[Any, Fields, int | None], None]
+    read_stream: Callable[[list[SseEvent], Body, Fields], None]
 
 
 def as_dict(value: Any) -> dict[str, Any]:

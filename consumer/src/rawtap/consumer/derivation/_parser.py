@@ -1,78 +1,52 @@
-"""The parser registry: each wire format's parser and version, and how one is picked."""
+"""The parser table, and picking a parser by the request URL or by the body's content.
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+Adding a provider wire format: write a module under ``_providers/`` that exports a
+``PARSER``, and list it in ``PARSERS`` (and ``_SNIFF_ORDER`` when its markers are
+to be tried before another's).
+"""
+
 from urllib.parse import urlsplit
 
-from rawtap.consumer.derivation._fields import Body, Fields
-from rawtap.consumer.derivation._providers._anthropic import anthropic_json, anthropic_stream
-from rawtap.consumer.derivation._providers._gemini import gemini_json, gemini_stream
-from rawtap.consumer.derivation._providers._openai_chat import chat_json, chat_stream
-from rawtap.consumer.derivation._providers._openai_responses import responses_json, responses_stream
-from rawtap.consumer.derivation._sse import SseEvent
+from rawtap.consumer.derivation._fields import Parser
+from rawtap.consumer.derivation._providers import (
+    _anthropic,
+    _gemini,
+    _openai_chat,
+    _openai_responses,
+)
 
-PARSER_VERSIONS: dict[str, int] = {
-    "openai.chat": 1,
-    "openai.responses": 1,
-    "anthropic.messages": 1,
-    "gemini.generate": 1,
+PARSERS: dict[str, Parser] = {
+    p.name: p
+    for p in (_openai_chat.PARSER, _openai_responses.PARSER, _anthropic.PARSER, _gemini.PARSER)
 }
+"""Every parser, by name, in the order the request URL is matched."""
+
+PARSER_VERSIONS: dict[str, int] = {name: p.version for name, p in PARSERS.items()}
 """Every parser's current version, by name."""
 
+_SNIFF_ORDER = (_gemini.PARSER, _anthropic.PARSER, _openai_responses.PARSER, _openai_chat.PARSER)
+"""The order markers are looked for in a body's head (the most specific markers first)."""
 
-@dataclass(frozen=True)
-class Parser:
-    name: str
-    read_json: Callable[[Any, Fields, int | None], None]
-    read_stream: Callable[[list[SseEvent], Body, Fields], None]
-
-    @property
-    def version(self) -> int:
-        return PARSER_VERSIONS[self.name]
+_URL_ORDER = tuple(PARSERS.values())
 
 
-PARSERS = {
-    "openai.chat": Parser("openai.chat", lambda d, f, _o: chat_json(d, f), chat_stream),
-    "openai.responses": Parser(
-        "openai.responses", lambda d, f, _o: responses_json(d, f), responses_stream
-    ),
-    "anthropic.messages": Parser(
-        "anthropic.messages", lambda d, f, _o: anthropic_json(d, f), anthropic_stream
-    ),
-    "gemini.generate": Parser("gemini.generate", gemini_json, gemini_stream),
-}
-
-
-def pick_by_url(url: str | None) -> str | None:
+def pick_by_url(url: str | None) -> Parser | None:
     if not url:
         return None
     path = urlsplit(url).path
-    if path.endswith("/chat/completions"):
-        return "openai.chat"
-    if path.endswith("/responses"):
-        return "openai.responses"
-    if path.endswith("/messages"):
-        return "anthropic.messages"
-    if ":generateContent" in path or ":streamGenerateContent" in path:
-        return "gemini.generate"
+    for parser in _URL_ORDER:
+        if parser.matches_path(path):
+            return parser
     return None
 
 
-def pick_by_content(provider: str, head: bytes) -> str | None:
-    if b'"candidates"' in head or b'"usageMetadata"' in head:
-        return "gemini.generate"
-    if b"message_start" in head or b'"type":"message"' in head:
-        return "anthropic.messages"
-    if b'"object":"response"' in head or b"response.created" in head:
-        return "openai.responses"
-    if b"chat.completion" in head:
-        return "openai.chat"
+def pick_by_content(provider: str, head: bytes) -> Parser | None:
+    for parser in _SNIFF_ORDER:
+        for marker in parser.markers:
+            if marker in head:
+                return parser
     name = provider.lower()
-    if name in {"anthropic", "claude"}:
-        return "anthropic.messages"
-    if name in {"gemini", "google", "google-genai", "vertex", "vertexai"}:
-        return "gemini.generate"
-    if name in {"openai", "openrouter", "azure", "azure-openai"}:
-        return "openai.chat"
+    for parser in _URL_ORDER:
+        if name in parser.providers:
+            return parser
     return None

@@ -1,1 +1,1 @@
-"""One module per provider wire format: a JSON reader and a stream reader each."""
+"""One module per provider wire format, each exporting ``PARSER`` (listed in ``derive._parser``)."""

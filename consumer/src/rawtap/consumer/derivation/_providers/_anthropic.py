@@ -1,11 +1,12 @@
-"""Anthropic messages: JSON and stream."""
+"""Anthropic messages."""
 
 from typing import Any
 
+from rawtap.consumer.derivation._body import Body
 from rawtap.consumer.derivation._derived import ToolCall
 from rawtap.consumer.derivation._fields import (
-    Body,
     Fields,
+    Parser,
     as_dict,
     as_int,
     as_list,
@@ -28,7 +29,7 @@ def _anthropic_usage(usage: Any, f: Fields) -> None:
         f.cached_tokens = as_int(usage["cache_read_input_tokens"])
 
 
-def anthropic_json(doc: Any, f: Fields) -> None:
+def _anthropic_json(doc: Any, f: Fields) -> None:
     doc = as_dict(doc)
     if doc.get("type") == "error" or ("error" in doc and "content" not in doc):
         f.provider_error = error_text(doc.get("error"))
@@ -55,8 +56,7 @@ def anthropic_json(doc: Any, f: Fields) -> None:
             )
 
 
-def anthropic_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
-    """Read a messages stream: one pass over the events, then the content blocks in order."""
+def _anthropic_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
     blocks: dict[int, dict[str, Any]] = {}
     for event in events:
         doc = as_dict(loads(event.data, "a stream event"))
@@ -70,9 +70,9 @@ def anthropic_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
             f.response_id = as_str(message.get("id"))
             _anthropic_usage(message.get("usage"), f)
         elif kind == "content_block_start":
-            _block_start(doc, body.offsets[event.chunk], blocks, f)
+            _block_start(doc, blocks, event, body, f)
         elif kind == "content_block_delta":
-            _block_delta(doc, body.offsets[event.chunk], blocks, f)
+            _block_delta(doc, blocks, event, body, f)
         elif kind == "message_delta":
             delta = as_dict(doc.get("delta"))
             if delta.get("stop_reason"):
@@ -80,23 +80,28 @@ def anthropic_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
             _anthropic_usage(doc.get("usage"), f)
         elif kind == "error":
             f.provider_error = error_text(doc.get("error"))
-    _collect_blocks(blocks, f)
+    _emit_blocks(blocks, f)
 
 
 def _block_start(
-    doc: dict[str, Any], offset: int | None, blocks: dict[int, dict[str, Any]], f: Fields
+    doc: dict[str, Any], blocks: dict[int, dict[str, Any]], event: SseEvent, body: Body, f: Fields
 ) -> None:
     block = as_dict(doc.get("content_block"))
-    slot: dict[str, Any] = {"type": block.get("type"), "text": [], "json": [], "block": block}
+    slot: dict[str, Any] = {
+        "type": block.get("type"),
+        "text": [],
+        "json": [],
+        "block": block,
+    }
     blocks[as_int(doc.get("index")) or 0] = slot
     if isinstance(block.get("text"), str) and block["text"]:
         slot["text"].append(block["text"])
     if block.get("type") in {"tool_use", "server_tool_use"} and f.ttft_ns is None:
-        f.ttft_ns = offset
+        f.ttft_ns = body.offsets[event.chunk]
 
 
 def _block_delta(
-    doc: dict[str, Any], offset: int | None, blocks: dict[int, dict[str, Any]], f: Fields
+    doc: dict[str, Any], blocks: dict[int, dict[str, Any]], event: SseEvent, body: Body, f: Fields
 ) -> None:
     delta = as_dict(doc.get("delta"))
     slot = blocks.setdefault(
@@ -105,12 +110,13 @@ def _block_delta(
     if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
         slot["text"].append(delta["text"])
         if delta["text"] and f.ttft_ns is None:
-            f.ttft_ns = offset
+            f.ttft_ns = body.offsets[event.chunk]
     elif delta.get("type") == "input_json_delta" and isinstance(delta.get("partial_json"), str):
         slot["json"].append(delta["partial_json"])
 
 
-def _collect_blocks(blocks: dict[int, dict[str, Any]], f: Fields) -> None:
+def _emit_blocks(blocks: dict[int, dict[str, Any]], f: Fields) -> None:
+    """The text and tool calls of the content blocks, in index order."""
     for _, slot in sorted(blocks.items()):
         if slot["type"] == "text":
             f.add_text("".join(slot["text"]))
@@ -126,3 +132,18 @@ def _collect_blocks(blocks: dict[int, dict[str, Any]], f: Fields) -> None:
                     else json_text(block.get("input") or {}),
                 )
             )
+
+
+def _matches(path: str) -> bool:
+    return path.endswith("/messages")
+
+
+PARSER = Parser(
+    name="anthropic.messages",
+    version=1,
+    matches_path=_matches,
+    markers=(b"message_start", b'"type":"message"'),
+    providers=frozenset({"anthropic", "claude"}),
+    read_json=lambda d, f, _o: _anthropic_json(d, f),
+    read_stream=_anthropic_stream,
+)

@@ -1,11 +1,12 @@
-"""Gemini generateContent / streamGenerateContent: JSON, JSON array or SSE."""
+"""Gemini generateContent / streamGenerateContent (SSE or a JSON array of responses)."""
 
 from typing import Any
 
+from rawtap.consumer.derivation._body import Body
 from rawtap.consumer.derivation._derived import ToolCall
 from rawtap.consumer.derivation._fields import (
-    Body,
     Fields,
+    Parser,
     as_dict,
     as_int,
     as_list,
@@ -63,12 +64,27 @@ def _gemini_piece(doc: Any, f: Fields, offset: int | None) -> None:
         f.ttft_ns = offset
 
 
-def gemini_json(doc: Any, f: Fields, offset: int | None) -> None:
+def _gemini_json(doc: Any, f: Fields, offset: int | None) -> None:
     # streamGenerateContent without alt=sse answers a JSON array of responses.
     for piece in doc if isinstance(doc, list) else [doc]:
         _gemini_piece(piece, f, offset)
 
 
-def gemini_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
+def _gemini_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
     for event in events:
         _gemini_piece(loads(event.data, "a stream event"), f, body.offsets[event.chunk])
+
+
+def _matches(path: str) -> bool:
+    return ":generateContent" in path or ":streamGenerateContent" in path
+
+
+PARSER = Parser(
+    name="gemini.generate",
+    version=1,
+    matches_path=_matches,
+    markers=(b'"candidates"', b'"usageMetadata"'),
+    providers=frozenset({"gemini", "google", "google-genai", "vertex", "vertexai"}),
+    read_json=_gemini_json,
+    read_stream=_gemini_stream,
+)

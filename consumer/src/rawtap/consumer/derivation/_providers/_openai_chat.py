@@ -1,11 +1,12 @@
-"""OpenAI chat completions (also OpenRouter, Azure and compatible servers): JSON and stream."""
+"""OpenAI chat completions (also OpenRouter, Azure, compatible servers)."""
 
 from typing import Any
 
+from rawtap.consumer.derivation._body import Body
 from rawtap.consumer.derivation._derived import ToolCall
 from rawtap.consumer.derivation._fields import (
-    Body,
     Fields,
+    Parser,
     as_dict,
     as_int,
     as_list,
@@ -36,7 +37,7 @@ def _first_choice(doc: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def chat_json(doc: Any, f: Fields) -> None:
+def _chat_json(doc: Any, f: Fields) -> None:
     doc = as_dict(doc)
     if "error" in doc:
         f.provider_error = error_text(doc["error"])
@@ -77,7 +78,7 @@ def chat_json(doc: Any, f: Fields) -> None:
         )
 
 
-def chat_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
+def _chat_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
     calls: dict[int, dict[str, Any]] = {}
     for event in events:
         if event.data.strip() == "[DONE]":
@@ -122,3 +123,18 @@ def chat_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
         f.tool_calls.append(
             ToolCall(id=slot["id"], name=slot["name"], arguments="".join(slot["args"]))
         )
+
+
+def _matches(path: str) -> bool:
+    return path.endswith("/chat/completions")
+
+
+PARSER = Parser(
+    name="openai.chat",
+    version=1,
+    matches_path=_matches,
+    markers=(b"chat.completion",),
+    providers=frozenset({"openai", "openrouter", "azure", "azure-openai"}),
+    read_json=lambda d, f, _o: _chat_json(d, f),
+    read_stream=_chat_stream,
+)

@@ -1,11 +1,12 @@
-"""OpenAI's Responses API: JSON and stream."""
+"""The OpenAI Responses API."""
 
 from typing import Any
 
+from rawtap.consumer.derivation._body import Body
 from rawtap.consumer.derivation._derived import ToolCall
 from rawtap.consumer.derivation._fields import (
-    Body,
     Fields,
+    Parser,
     as_dict,
     as_int,
     as_list,
@@ -61,7 +62,7 @@ def _responses_call(item: dict[str, Any]) -> ToolCall:
     )
 
 
-def responses_json(doc: Any, f: Fields) -> None:
+def _responses_json(doc: Any, f: Fields) -> None:
     doc = as_dict(doc)
     if "error" in doc and doc.get("object") != "response":
         f.provider_error = error_text(doc["error"])
@@ -74,7 +75,7 @@ def responses_json(doc: Any, f: Fields) -> None:
 _RESPONSES_TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
 
 
-def responses_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
+def _responses_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
     terminal: Any = None
     calls: list[ToolCall] = []
     for event in events:
@@ -108,3 +109,18 @@ def responses_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
         _response_object(terminal, f)  # authoritative: replaces what the deltas built
     else:
         f.tool_calls = calls
+
+
+def _matches(path: str) -> bool:
+    return path.endswith("/responses")
+
+
+PARSER = Parser(
+    name="openai.responses",
+    version=1,
+    matches_path=_matches,
+    markers=(b'"object":"response"', b"response.created"),
+    providers=frozenset(),
+    read_json=lambda d, f, _o: _responses_json(d, f),
+    read_stream=_responses_stream,
+)
