@@ -18,7 +18,7 @@ import pytest
 from rawtap.consumer import derive, open_sink
 from rawtap.shared import Record
 from rawtap.tools import ReplayServer
-from rawtap.tools._replay import MISS_PATH_CHARS
+from rawtap.tools.replay import MISS_PATH_CHARS
 from tests.support.pipeline import rawtap_command
 from tests.support.records import make_record
 

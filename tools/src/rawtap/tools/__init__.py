@@ -12,7 +12,7 @@ the ``rawtap.commands`` entry point; a worker's installation carries none of it.
 """
 
 from rawtap.tools._demo import redis_binary, run_demo
-from rawtap.tools._replay import MatchMode, ReplayServer
 from rawtap.tools.fake_provider import FakeProvider
+from rawtap.tools.replay import MatchMode, ReplayServer
 
 __all__ = ["FakeProvider", "MatchMode", "ReplayServer", "redis_binary", "run_demo"]

@@ -97,7 +97,7 @@ def replay(
     query: RecordQuery = ALL_RECORDS,
 ) -> None:
     """Serve stored records over HTTP in each provider's wire format, until SIGTERM/SIGINT."""
-    from rawtap.tools._replay import MatchMode, ReplayServer
+    from rawtap.tools.replay import MatchMode, ReplayServer
 
     match = match.lower()
     if speed <= 0:
