@@ -100,6 +100,11 @@ def page_statement(dialect: Dialect, where: str, after: bool) -> str:
     )
 
 
+def after_params(dialect: Dialect, after: tuple[Any, ...]) -> list[Any]:
+    """The parameters of :func:`page_statement`'s bound past ``after`` (an order key)."""
+    return [after[0], *after] if dialect.time_key else list(after)
+
+
 class SqlReads:
     """The Store's read methods for a SQL sink that names ``dialect`` and runs ``_query``."""
 
@@ -159,8 +164,9 @@ class SqlReads:
             if not after:
                 rows = self._query(first, [*params, batch_size])
             else:
-                lead = after[:1] if self.dialect.time_key else ()
-                rows = self._query(following, [*params, *lead, *after, batch_size])
+                rows = self._query(
+                    following, [*params, *after_params(self.dialect, after), batch_size]
+                )
             for row in rows:
                 try:
                     yield stored_from_row(row[keys - 1 :])

@@ -1,13 +1,16 @@
 """Opening a psycopg connection to a store's schema (created first when migrating)."""
 
 import contextlib
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from rawtap.consumer.store._sink import SinkError
 from rawtap.consumer.store.postgres._errors import one_line
-from rawtap.consumer.store.postgres._migrate import Connection
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+"""A connection whose rows are tuples (psycopg's default row factory)."""
 
 
 def connect(

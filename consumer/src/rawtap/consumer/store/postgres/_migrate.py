@@ -6,15 +6,13 @@ runs under an advisory lock of the schema, so workers starting together
 migrate once.
 """
 
-from typing import Any, Literal
-
-import psycopg
+from typing import Literal
 
 from rawtap.consumer.store._migrations import migration_scripts
 from rawtap.consumer.store._sink import SinkError
+from rawtap.consumer.store.postgres._connect import Connection
 
 Partitioning = Literal["none", "day"]
-Connection = psycopg.Connection[tuple[Any, ...]]
 
 _PARTITION_MARKER = "/*rawtap:partition*/"
 SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM rawtap_migrations"

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from rawtap.consumer.store.postgres._migrate import Connection
+from rawtap.consumer.store.postgres._connect import Connection
 from rawtap.consumer.store.postgres._values import EPOCH, ns_to_datetime
 
 

@@ -35,11 +35,10 @@ from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
 from rawtap.consumer.store._reads import SqlReads
 from rawtap.consumer.store._rows import DERIVED_COLUMNS
 from rawtap.consumer.store._sink import SinkError
-from rawtap.consumer.store.postgres._connect import connect
+from rawtap.consumer.store.postgres._connect import Connection, connect
 from rawtap.consumer.store.postgres._errors import is_data_error, one_line
 from rawtap.consumer.store.postgres._migrate import (
     SCHEMA_VERSION,
-    Connection,
     Partitioning,
     load_layout,
     migrate_store,
