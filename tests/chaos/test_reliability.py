@@ -722,7 +722,7 @@ def test_p21_sink_outage(chaos: Chaos, postgres_url: str) -> None:
     import psycopg
     from psycopg import sql
 
-    from rawtap.consumer.store._postgres import split_url
+    from rawtap.consumer.store.postgres import split_url
     from tests.support.tcpproxy import TcpProxy
 
     schema = f"rawtap_chaos_{chaos.prefix.replace('-', '_')}"

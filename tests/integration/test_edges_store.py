@@ -33,8 +33,8 @@ from rawtap.consumer import (
     open_sink,
 )
 from rawtap.consumer.store import FILTER_MAX_BYTES
-from rawtap.consumer.store._postgres import is_data_error as pg_is_data_error
-from rawtap.consumer.store._sqlite import is_data_error as sqlite_is_data_error
+from rawtap.consumer.store.postgres import is_data_error as pg_is_data_error
+from rawtap.consumer.store.sqlite import is_data_error as sqlite_is_data_error
 from rawtap.shared import (
     ProducerReport,
     Record,

@@ -329,7 +329,7 @@ def test_postgres_outage_is_a_sink_error_then_recovers(postgres_url: str, pg_sch
 def test_sqlite_v1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
-    from rawtap.consumer.store._rows import migration_scripts
+    from rawtap.consumer.store._migrations import migration_scripts
     from rawtap.shared import encode_envelope
 
     path = tmp_path / "old.db"

@@ -1,4 +1,4 @@
-"""The ledger's SQL, shared by both sinks (``?`` placeholders; PostgreSQL gets ``%s``).
+"""The ledger's SQL, shared by both sinks (``?`` placeholders, bound to a :class:`Dialect`).
 
 See :mod:`rawtap.consumer.store._accounting` for what the ledger holds and why.
 """
@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rawtap.consumer.store._accounting import Accounting
+from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._rows import filter_text, nullable_i64
 
 ExecuteMany = Callable[[str, Sequence[Sequence[Any]]], object]
@@ -35,15 +36,14 @@ LEDGER_COUNTS = (
 )
 
 
-def write_accounting(executemany: ExecuteMany, accounting: Accounting, *, postgres: bool) -> None:
+def write_accounting(executemany: ExecuteMany, accounting: Accounting, dialect: Dialect) -> None:
     """Write ``accounting`` with ``executemany`` inside the caller's transaction."""
 
     def run(statement: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             cleaned = [tuple(_clean(v) for v in row) for row in rows]
-            executemany(statement.replace("?", "%s") if postgres else statement, cleaned)
+            executemany(dialect.bind(statement), cleaned)
 
-    greatest = "GREATEST" if postgres else "max"
     run(
         _DEAD,
         [
@@ -61,7 +61,7 @@ def write_accounting(executemany: ExecuteMany, accounting: Accounting, *, postgr
         ],
     )
     run(
-        _PROGRESS.format(greatest=greatest),
+        _PROGRESS.format(greatest=dialect.greatest),
         [(r.producer_id, r.next_seq, r.final, r.at_ns) for r in accounting.reports],
     )
     run(

@@ -1,12 +1,12 @@
 """open_sink: the store a URL names.
 
 It lives apart from the protocols in ``_sink`` so that the protocol module does
-not import the implementations (which import the protocols).
+not import the implementations (``sqlite/``, ``postgres/``, which import the protocols).
 """
 
-from rawtap.consumer.store._postgres import PostgresSink
 from rawtap.consumer.store._sink import Store
-from rawtap.consumer.store._sqlite import SqliteSink
+from rawtap.consumer.store.postgres import PostgresSink
+from rawtap.consumer.store.sqlite import SqliteSink
 from rawtap.shared import ConfigError, display_url
 
 

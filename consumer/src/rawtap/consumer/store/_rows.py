@@ -1,4 +1,4 @@
-"""What both SQL sinks share: column values from a record, records back from rows, filters.
+"""What both SQL sinks share: column values from a record, and records back from rows.
 
 Column values are *copies* for filtering; the envelope and the bodies are the
 truth a record is rebuilt from. Copies are made safe for any database: integers
@@ -9,14 +9,13 @@ index entry over 2,704 bytes), so one odd record can never make a batch fail.
 """
 
 import re
-from collections.abc import Callable, Sequence
-from importlib import resources
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from rawtap.consumer.derivation import Derived, ToolCall
-from rawtap.consumer.store._sink import RecordQuery, RecordSummary, StoredRecord
+from rawtap.consumer.store._sink import RecordSummary, StoredRecord
 from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope
 
 I64_MIN = -(2**63)
@@ -92,21 +91,6 @@ SUMMARY_COLUMNS = (
 
 STORED_COLUMNS = ("envelope", "request_body", "body", "persisted_at_ns", *DERIVED_COLUMNS)
 """What is read to rebuild a :class:`StoredRecord`."""
-
-
-def migration_scripts(dialect: str) -> list[tuple[int, str, str]]:
-    """(version, file name, SQL) of the package's migration files for ``dialect``, in order."""
-    folder = resources.files("rawtap.consumer.store").joinpath("migrations", dialect)
-    scripts = []
-    for entry in folder.iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            scripts.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
-    scripts.sort()
-    expected = list(range(1, len(scripts) + 1))
-    if [v for v, _, _ in scripts] != expected:
-        raise RuntimeError(f"migration files for {dialect} are not numbered 0001…: {scripts}")
-    return scripts
 
 
 def nullable_i64(value: int | None) -> int | None:
@@ -243,41 +227,6 @@ def summary_from_row(values: Sequence[Any]) -> RecordSummary:
     row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
     row["stream"] = bool(row["stream"])
     return RecordSummary(**row)
-
-
-def where_clause(
-    query: RecordQuery,
-    placeholder: str,
-    time_column: str = "started_at_ns",
-    time_value: Callable[[int], Any] = int,
-) -> tuple[str, list[Any]]:
-    """``WHERE …`` (or "") and its parameters for ``query``; column names are constants.
-
-    Time bounds apply to ``time_column`` with values from ``time_value(ns)`` (PostgreSQL
-    filters on its partition key, ``started_at``, so that partitions are pruned).
-    """
-    parts: list[str] = []
-    params: list[Any] = []
-    end_state = str(query.end_state) if query.end_state is not None else None
-    for column, value in (
-        ("session_id", query.session_id),
-        ("provider", query.provider),
-        ("model", query.model),
-        ("status", query.status),
-        ("end_state", end_state),
-        ("producer_id", query.producer_id),
-    ):
-        if value is not None:
-            parts.append(f"{column} = {placeholder}")
-            # Cut like the stored copy, so a long value still finds its records.
-            params.append(filter_text(value) if isinstance(value, str) else value)
-    if query.since_ns is not None:
-        parts.append(f"{time_column} >= {placeholder}")
-        params.append(time_value(query.since_ns))
-    if query.until_ns is not None:
-        parts.append(f"{time_column} < {placeholder}")
-        params.append(time_value(query.until_ns))
-    return ("WHERE " + " AND ".join(parts) if parts else ""), params
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredRecord:

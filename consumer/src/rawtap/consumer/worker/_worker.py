@@ -47,6 +47,7 @@ from rawtap.consumer.derivation import Derived, derive_all
 from rawtap.consumer.store import (
     Accounting,
     DeadLetter,
+    LedgerReader,
     RetentionSchedule,
     Sink,
     SinkError,
@@ -65,7 +66,6 @@ from rawtap.shared import (
     decode_report,
     is_report,
     load_settings,
-    range_count,
 )
 
 if TYPE_CHECKING:
@@ -123,58 +123,6 @@ class WorkerStats:
         return " ".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
-class _LedgerReader:
-    """The sink ledger's figures for telemetry's gauges, read on its metric thread.
-
-    A reconcile is a window scan over the records. PostgresSink runs every call
-    on one connection under one lock, so scanning through the worker's sink
-    would hold its commits for the scan: a PostgreSQL store the worker opened
-    from its URL gets a read-only handle of its own, opened on first use. The
-    worker's sink is shared otherwise: SqliteSink serialises on its lock (safe
-    across threads) and reconciles cheaply, and a sink passed in has no URL.
-    After ``close()`` it answers None (telemetry keeps the last figures).
-    """
-
-    def __init__(self, url: str | None) -> None:
-        self.sink: Sink | None = None
-        """The worker's sink, once open."""
-        self._url = url
-        self._own: Sink | None = None
-        self._busy = False
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-
-    def __call__(self) -> dict[str, int] | None:
-        with self._lock:
-            if self._closed.is_set() or self.sink is None or self._busy:
-                return None
-            self._busy = True
-        try:
-            if self._url is not None and self._own is None:
-                self._own = open_sink(self._url, migrate=False, read_only=True)
-            store = self._own or self.sink
-            counts = dict(store.ledger_counts())
-            counts["gaps"] = sum(range_count(b.missing) for b in store.reconcile())
-            return counts
-        finally:
-            with self._lock:
-                self._busy = False
-                if self._closed.is_set():
-                    self._close_own()
-
-    def close(self) -> None:
-        """No more reads; the handle of its own closes now, or when the read in hand ends."""
-        with self._lock:
-            self._closed.set()
-            if not self._busy:
-                self._close_own()
-
-    def _close_own(self) -> None:
-        if self._own is not None:
-            self._own.close()
-            self._own = None
-
-
 class Worker:
     """Consumes rawtap's shard streams into a sink, acknowledging only after commit.
 
@@ -218,10 +166,8 @@ class Worker:
         )
         self._owns_telemetry = telemetry is None
         self.telemetry = telemetry or WorkerTelemetry.from_env(self.settings.consumer)
-        own_postgres = sink is None and self.settings.sink_url.startswith(
-            ("postgresql://", "postgres://")
-        )
-        self._ledger_reader = _LedgerReader(self.settings.sink_url if own_postgres else None)
+        # A sink passed in has no URL to open a reading handle of its own from.
+        self._ledger_reader = LedgerReader(self.settings.sink_url if sink is None else None)
         # Held here: telemetry holds it weakly, so its observations end with the worker.
         self._telemetry_view = WorkerView(
             consumer=self.settings.consumer,

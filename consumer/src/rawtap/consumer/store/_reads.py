@@ -1,0 +1,198 @@
+"""The read side both SQL stores share: one set of SELECTs over a :class:`Dialect`.
+
+``rawtap list`` (``summaries``), ``show`` (``get_stored``, ``find_ids``),
+``export``/``rederive``/``replay`` (``iter_records``), the worker's and the
+tests' ``iter_stored``, counts and the ledger's figures are each one statement
+here, bound to the sink's dialect. A sink subclasses :class:`SqlReads`, names
+its dialect and runs a read its own way (``_query``: its lock, its connection,
+its driver's errors turned into :class:`SinkError`).
+
+Every read that returns records in order uses :attr:`Dialect.order` (start
+time, then record id), so ``iter_stored``, ``iter_records`` and ``summaries``
+agree with each other and across the two stores.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
+
+from rawtap.consumer.store._accounting import ProducerBalance
+from rawtap.consumer.store._dialect import Dialect
+from rawtap.consumer.store._ledger import LEDGER_COUNTS
+from rawtap.consumer.store._reconcile import reconcile_rows
+from rawtap.consumer.store._rows import (
+    STORED_COLUMNS,
+    SUMMARY_COLUMNS,
+    filter_text,
+    stored_from_row,
+    summary_from_row,
+)
+from rawtap.consumer.store._sink import OnUnreadable, RecordQuery, RecordSummary, StoredRecord
+from rawtap.shared import CodecError, Record
+
+_STORED = ", ".join(("record_id", *STORED_COLUMNS))
+# Column names in the statements below are constants of this module; values are bound.
+_GET_STORED = f"SELECT {_STORED} FROM records WHERE record_id = ?"  # noqa: S608
+_FIND_IDS = (
+    "SELECT record_id FROM records WHERE substr(record_id, 1, ?) = ? ORDER BY record_id LIMIT ?"
+)
+
+
+def where_clause(dialect: Dialect, query: RecordQuery) -> tuple[str, list[Any]]:
+    """``WHERE …`` (or "") with ``?`` placeholders and its parameters for ``query``."""
+    parts: list[str] = []
+    params: list[Any] = []
+    end_state = str(query.end_state) if query.end_state is not None else None
+    for column, value in (
+        ("session_id", query.session_id),
+        ("provider", query.provider),
+        ("model", query.model),
+        ("status", query.status),
+        ("end_state", end_state),
+        ("producer_id", query.producer_id),
+    ):
+        if value is not None:
+            parts.append(f"{column} = ?")
+            # Cut like the stored copy, so a long value still finds its records.
+            params.append(filter_text(value) if isinstance(value, str) else value)
+    bounds: list[tuple[str, str, int | None, Callable[[int], Any]]] = [
+        ("started_at_ns", ">=", query.since_ns, int),
+        ("started_at_ns", "<", query.until_ns, int),
+    ]
+    if dialect.time_key:
+        # Also bound the time key, so that PostgreSQL prunes partitions. The key is
+        # truncated to the µs: the upper bound keeps the µs it falls in (`<=`).
+        key, to_key = dialect.time_key, dialect.key_value
+        bounds += [(key, ">=", query.since_ns, to_key), (key, "<=", query.until_ns, to_key)]
+    for column, op, ns, convert in bounds:
+        if ns is not None:
+            parts.append(f"{column} {op} ?")
+            params.append(convert(ns))
+    return ("WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+def summaries_statement(dialect: Dialect, where: str, newest_first: bool) -> str:
+    """The ``rawtap list`` SELECT: summary columns in :attr:`Dialect.order`, then ``LIMIT ?``."""
+    direction = "DESC" if newest_first else "ASC"
+    order = ", ".join(f"{c} {direction}" for c in dialect.order)
+    return dialect.bind(
+        f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM records {where} "  # noqa: S608
+        f"ORDER BY {order} LIMIT ?"
+    )
+
+
+def page_statement(dialect: Dialect, where: str, after: bool) -> str:
+    """One page of ``iter_records``: the order columns, then the stored columns.
+
+    With ``after``, the page starts past a key (keyset paging: one bound per order
+    column, no OFFSET). A time key is also bounded alone, which its index and
+    partition pruning can use where a row comparison is not.
+    """
+    order = dialect.order
+    if after:
+        glue = "AND" if where else "WHERE"
+        lead = f"{order[0]} >= ? AND " if dialect.time_key else ""
+        marks = ", ".join("?" * len(order))
+        where = f"{where} {glue} {lead}({', '.join(order)}) > ({marks})"
+    columns = ", ".join((*order[:-1], _STORED))  # record_id ends the order, starts _STORED
+    return dialect.bind(
+        f"SELECT {columns} FROM records {where} "  # noqa: S608
+        f"ORDER BY {', '.join(order)} LIMIT ?"
+    )
+
+
+def after_params(dialect: Dialect, after: tuple[Any, ...]) -> list[Any]:
+    """The parameters of :func:`page_statement`'s bound past ``after`` (an order key)."""
+    return [after[0], *after] if dialect.time_key else list(after)
+
+
+class SqlReads:
+    """The Store's read methods for a SQL sink that names ``dialect`` and runs ``_query``."""
+
+    dialect: ClassVar[Dialect]
+
+    def _query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read (already in the dialect's style); the sink's own."""
+        raise NotImplementedError
+
+    def get(self, record_id: str) -> Record | None:
+        """The record with ``record_id``, or None."""
+        stored = self.get_stored(record_id)
+        return None if stored is None else stored.record
+
+    def get_stored(self, record_id: str) -> StoredRecord | None:
+        """The record with its derived fields and persist time, or None."""
+        rows = self._query(self.dialect.bind(_GET_STORED), (record_id,))
+        return stored_from_row(rows[0]) if rows else None
+
+    def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Stored ids starting with ``prefix`` (at most ``limit``)."""
+        rows = self._query(self.dialect.bind(_FIND_IDS), (len(prefix), prefix, limit))
+        return [str(r[0]) for r in rows]
+
+    def count(self, producer_id: str | None = None) -> int:
+        """Number of stored records (of one producer, if given)."""
+        return self.count_matching(RecordQuery(producer_id=producer_id))
+
+    def count_matching(self, query: RecordQuery) -> int:
+        """How many records match ``query``."""
+        where, params = where_clause(self.dialect, query)
+        statement = self.dialect.bind(f"SELECT count(*) FROM records {where}")  # noqa: S608
+        ((n,),) = self._query(statement, params)
+        return int(n)
+
+    def summaries(
+        self, query: RecordQuery, limit: int = 50, newest_first: bool = True
+    ) -> list[RecordSummary]:
+        """Filter columns of matching records, newest (or oldest) first."""
+        where, params = where_clause(self.dialect, query)
+        statement = summaries_statement(self.dialect, where, newest_first)
+        return [summary_from_row(r) for r in self._query(statement, [*params, limit])]
+
+    def iter_records(
+        self,
+        query: RecordQuery,
+        *,
+        batch_size: int = 500,
+        on_unreadable: OnUnreadable | None = None,
+    ) -> Iterator[StoredRecord]:
+        """Matching records oldest first, in pages (keyset on :attr:`Dialect.order`)."""
+        where, params = where_clause(self.dialect, query)
+        first, following = (page_statement(self.dialect, where, after) for after in (False, True))
+        keys = len(self.dialect.order)
+        after: tuple[Any, ...] = ()
+        while True:
+            if not after:
+                rows = self._query(first, [*params, batch_size])
+            else:
+                rows = self._query(
+                    following, [*params, *after_params(self.dialect, after), batch_size]
+                )
+            for row in rows:
+                try:
+                    yield stored_from_row(row[keys - 1 :])
+                except CodecError as e:
+                    if on_unreadable is None:
+                        raise
+                    on_unreadable(str(row[keys - 1]), e)
+            if len(rows) < batch_size:
+                return
+            after = tuple(rows[-1][:keys])
+
+    def iter_stored(self, producer_id: str | None = None) -> Iterator[tuple[Record, int]]:
+        """Records (of one producer, if given) with their ``persisted_at_ns``, oldest first.
+
+        The order of :meth:`iter_records` (start time, then record id) on every store.
+        """
+        for stored in self.iter_records(RecordQuery(producer_id=producer_id)):
+            yield stored.record, stored.persisted_at_ns
+
+    def reconcile(self) -> list[ProducerBalance]:
+        """Every producer's balance: accepted = stored + dead-lettered + dropped + missing."""
+        return reconcile_rows(
+            lambda statement, params: self._query(self.dialect.bind(statement), params)
+        )
+
+    def ledger_counts(self) -> dict[str, int]:
+        """Totals of the ledger (dead letters not stored later, trimmed ids)."""
+        ((dead, trimmed),) = self._query(self.dialect.bind(LEDGER_COUNTS), ())
+        return {"dead_lettered": int(dead), "trimmed": int(trimmed)}

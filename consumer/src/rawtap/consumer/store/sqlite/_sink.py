@@ -1,0 +1,232 @@
+"""SqliteSink: the embedded default store (one file, WAL mode).
+
+One table, ``records``: the columns people filter on, the derived fields, the
+JSON envelope (every field but the bodies, exactly the shared schema) and the
+two bodies as BLOBs. ``INSERT OR IGNORE`` on the ``record_id`` primary key makes
+writes idempotent, so a redelivered entry never becomes a second row. The schema
+is created and upgraded from the versioned files in ``migrations/sqlite/``,
+tracked by ``PRAGMA user_version``.
+
+Durability: WAL with ``synchronous=NORMAL`` survives a crash of the worker
+process (the case that matters for ack-after-commit); a power loss may roll
+back the last transactions, which are then still pending in Redis only if
+they were not acknowledged. Use ``RAWTAP_SQLITE_SYNCHRONOUS=FULL`` to trade
+throughput for power-loss durability.
+"""
+
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from rawtap.consumer.derivation import Derived
+from rawtap.consumer.store._accounting import Accounting
+from rawtap.consumer.store._dialect import Dialect
+from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
+from rawtap.consumer.store._reads import SqlReads
+from rawtap.consumer.store._rows import (
+    DERIVED_COLUMNS,
+    RECORD_COLUMNS,
+    derived_values,
+    record_values,
+)
+from rawtap.consumer.store._sink import SinkError
+from rawtap.consumer.store.sqlite._errors import sink_error
+from rawtap.consumer.store.sqlite._migrate import migrate_store, schema_version
+from rawtap.shared import Record
+
+DIALECT = Dialect("sqlite", placeholder="?", greatest="max")
+"""SQLite's spelling of the shared SQL (no time key: ``started_at_ns`` is the index)."""
+
+_ALL_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS)
+# Column names are constants of this module; values are bound parameters.
+_INSERT = (
+    f"INSERT OR IGNORE INTO records ({', '.join(_ALL_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(_ALL_COLUMNS))})"
+)
+_UPDATE_DERIVED = (
+    f"UPDATE records SET {', '.join(f'{c} = ?' for c in DERIVED_COLUMNS)} WHERE record_id = ?"  # noqa: S608
+)
+_PURGE_BATCH = 5000
+
+
+def path_from_url(url: str) -> str:
+    """The file path in ``sqlite:///relative.db`` / ``sqlite:////abs.db`` (``:memory:`` allowed)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise SinkError(f"bad SQLite URL {url!r}: expected sqlite:///path.db")
+    return url[len(prefix) :]
+
+
+class SqliteSink(SqlReads):
+    """Records in one SQLite file; safe to share between threads and worker processes.
+
+    ``migrate=False`` opens an existing store without creating or upgrading it
+    (a mistyped path is an error, not a new file). ``read_only=True`` (implies
+    ``migrate=False``) also opens the file read-only (``mode=ro``), so nothing —
+    not even the journal mode — is written: the read commands open stores so.
+    """
+
+    dialect: ClassVar[Dialect] = DIALECT
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, migrate: bool = True, read_only: bool = False
+    ) -> None:
+        self.path = str(path)
+        migrate = migrate and not read_only
+        if not migrate and self.path != ":memory:" and not Path(self.path).is_file():
+            raise SinkError(
+                f"no SQLite store at {self.path!r}; check --sink, or create it with "
+                f"`rawtap migrate --sink sqlite:///{self.path}`"
+            )
+        try:
+            if read_only and self.path != ":memory:":
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0
+                )
+            else:
+                if self.path != ":memory:":
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                )
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            synchronous = os.environ.get("RAWTAP_SQLITE_SYNCHRONOUS", "NORMAL").upper()
+            if synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+                raise SinkError(f"RAWTAP_SQLITE_SYNCHRONOUS={synchronous!r}: use NORMAL or FULL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
+            migrate_store(self._conn, self.path, apply=migrate)
+        except sqlite3.Error as e:
+            raise SinkError(f"cannot open SQLite database {self.path!r}: {e}") from e
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, *, migrate: bool = True, read_only: bool = False) -> "SqliteSink":
+        """Open the database a ``sqlite:///…`` URL names."""
+        return cls(path_from_url(url), migrate=migrate, read_only=read_only)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database (``PRAGMA user_version``)."""
+        return schema_version(self._conn)
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (already done at open unless ``migrate=False``)."""
+        with self._lock:
+            try:
+                return migrate_store(self._conn, self.path, apply=True)
+            except sqlite3.Error as e:
+                raise SinkError(f"migrating {self.path!r} failed: {e}") from e
+
+    # -- write side ------------------------------------------------------------------
+
+    def write(
+        self,
+        records: Sequence[Record],
+        persisted_at_ns: int,
+        derived: Sequence[Derived | None] | None = None,
+    ) -> int:
+        """Insert ``records`` in one transaction, skipping ids already stored."""
+        if derived is not None and len(derived) != len(records):
+            raise ValueError("derived must have one entry per record")
+        rows = [
+            (
+                *record_values(r, persisted_at_ns),
+                *derived_values(derived[i] if derived is not None else None),
+            )
+            for i, r in enumerate(records)
+        ]
+        return self._write_rows(_INSERT, rows, "write")
+
+    def set_derived(self, items: Sequence[tuple[str, Derived]]) -> int:
+        """Replace the derived fields of the given record ids."""
+        rows = [(*derived_values(d), record_id) for record_id, d in items]
+        return self._write_rows(_UPDATE_DERIVED, rows, "derived-field update")
+
+    def _write_rows(self, sql: str, rows: Sequence[tuple[Any, ...]], what: str) -> int:
+        with self._lock:
+            conn = self._conn
+            try:
+                before = conn.total_changes
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(sql, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                return conn.total_changes - before
+            except sqlite3.Error as e:
+                raise sink_error(f"SQLite {what} to {self.path!r} failed: {e}", e) from e
+
+    def write_accounting(self, accounting: Accounting) -> None:
+        """Commit dead letters, producer reports and trimmed ids in one transaction (idempotent)."""
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    write_accounting(conn.executemany, accounting, DIALECT)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                raise sink_error(f"SQLite ledger write to {self.path!r} failed: {e}", e) from e
+
+    def purge(self, before_ns: int) -> int:
+        """Delete records that started before ``before_ns``, in batches (short write locks)."""
+        sql = (
+            "DELETE FROM records WHERE record_id IN (SELECT record_id FROM records "
+            "WHERE started_at_ns < ? LIMIT ?)"
+        )
+        with self._lock:
+            try:
+                self._conn.execute(RECORD_PURGED, (before_ns,))
+            except sqlite3.Error as e:
+                raise SinkError(f"SQLite purge in {self.path!r} failed: {e}") from e
+        total = 0
+        while True:
+            with self._lock:
+                try:
+                    deleted = self._conn.execute(sql, (before_ns, _PURGE_BATCH)).rowcount
+                except sqlite3.Error as e:
+                    raise SinkError(f"SQLite purge in {self.path!r} failed: {e}") from e
+            total += deleted
+            if deleted < _PURGE_BATCH:
+                return total
+
+    # -- reads (the statements are in store._reads) ----------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise SinkError(f"SQLite read from {self.path!r} failed: {e}") from e
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one SQL statement on the store (for operators and tests); returns its rows."""
+        return self._query(sql, params)
+
+    def close(self) -> None:
+        """Close the connection; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
