@@ -1,4 +1,4 @@
-"""PostgresSink: the production store (psycopg 3; bytea bodies, jsonb headers and metadata).
+"""PostgresSink: the production store (psycopg 3; bytea bodies, day partitions).
 
 URL: ``postgresql://user@host:5432/db?schema=rawtap&partition=day&insert=copy``;
 ``schema`` (default ``public``), ``partition`` (``none`` or ``day``, chosen when the

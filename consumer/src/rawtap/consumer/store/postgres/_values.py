@@ -1,9 +1,9 @@
-"""A record as PostgreSQL's columns: the shared values plus ``started_at`` and jsonb copies.
+"""A record as PostgreSQL's columns: the shared values plus the partition key ``started_at``.
 
 ``records`` holds, besides the columns both stores fill (:mod:`.._rows`), the
-partition key ``started_at`` (a timestamptz) and the headers and metadata as
-jsonb. Text and jsonb cannot hold NUL, so it is replaced; the envelope keeps
-the truth.
+partition key ``started_at`` (a timestamptz); headers and metadata are read
+from the envelope (the view ``records_json``, migration 0003). Text and jsonb
+cannot hold NUL, so copies have it replaced; the envelope keeps the truth.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -24,9 +24,6 @@ from rawtap.shared import Record
 PG_COLUMNS = (
     *RECORD_COLUMNS,
     "started_at",
-    "request_headers",
-    "response_headers",
-    "metadata",
     *DERIVED_COLUMNS,
 )
 """The columns a write fills, in the order of :func:`pg_row`."""
@@ -35,8 +32,8 @@ PG_TYPES = (
     # RECORD_COLUMNS
     "text", "int2", "text", "int8", "text", "text", "text", "text", "text", "int8", "text",
     "bool", "int8", "int8", "int8", "int8", "int8", "bytea", "bytea", "bytea",
-    # started_at, headers, metadata
-    "timestamptz", "jsonb", "jsonb", "jsonb",
+    # started_at
+    "timestamptz",
     # DERIVED_COLUMNS
     "text", "int4", "text", "text", "text", "int8", "int8", "int8", "int8", "text", "int8",
     "text", "jsonb", "text", "text",
@@ -44,7 +41,7 @@ PG_TYPES = (
 """The types of :data:`PG_COLUMNS`, for a binary COPY."""
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TOOL_CALLS = len(RECORD_COLUMNS) + 4 + DERIVED_COLUMNS.index("tool_calls")
+_TOOL_CALLS = len(RECORD_COLUMNS) + 1 + DERIVED_COLUMNS.index("tool_calls")
 _TEXT_INDEXES = tuple(i for i, t in enumerate(PG_TYPES) if t == "text")
 _MIN_TS = datetime(1, 1, 2, tzinfo=UTC)
 _MAX_TS = datetime(9999, 12, 30, tzinfo=UTC)
@@ -76,8 +73,18 @@ def _json_bytes(value: Any) -> bytes:
     return out
 
 
-def _jsonb(value: Any) -> Jsonb:
-    return Jsonb(value, dumps=_json_bytes)
+def _as_is(text: str) -> str:
+    return text
+
+
+def json_text(text: str) -> Jsonb:
+    """JSON text already serialized (the derived tool calls) as a jsonb value, not re-encoded.
+
+    Only a text holding an escaped NUL, which jsonb refuses, is parsed and scrubbed.
+    """
+    if "\\u0000" in text:
+        return Jsonb(orjson.loads(text), dumps=_json_bytes)
+    return Jsonb(text, dumps=_as_is)
 
 
 def pg_row(record: Record, persisted_at_ns: int, derived: Derived | None) -> list[Any]:
@@ -85,13 +92,10 @@ def pg_row(record: Record, persisted_at_ns: int, derived: Derived | None) -> lis
     row = [
         *record_values(record, persisted_at_ns),
         ns_to_datetime(record.started_at_ns),
-        _jsonb(record.request_headers),
-        _jsonb(record.response_headers),
-        _jsonb(record.metadata),
         *derived_values(derived),
     ]
     if row[_TOOL_CALLS] is not None:
-        row[_TOOL_CALLS] = _jsonb(orjson.loads(row[_TOOL_CALLS]))
+        row[_TOOL_CALLS] = json_text(row[_TOOL_CALLS])
     for i in _TEXT_INDEXES:
         value = row[i]
         if value is not None and "\x00" in value:
@@ -104,5 +108,5 @@ def derived_row(record_id: str, derived: Derived) -> list[Any]:
     values = derived_values(derived)
     calls = DERIVED_COLUMNS.index("tool_calls")
     if values[calls] is not None:
-        values[calls] = _jsonb(orjson.loads(values[calls]))
+        values[calls] = json_text(values[calls])
     return [*_scrub(values[:calls]), values[calls], *_scrub(values[calls + 1 :]), record_id]
