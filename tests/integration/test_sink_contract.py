@@ -403,3 +403,26 @@ def test_retention_is_accounted_as_purged_not_lost(store: Store) -> None:
     assert (balance.stored, balance.purged, balance.missing) == (2, 3, [])
     assert balance.lost == 0
     assert balance.balanced
+
+
+def test_an_envelope_as_received_is_stored_as_is(store: Store) -> None:
+    from rawtap.shared import decode_entry, encode_entry
+
+    record = make_record(body=_chat_body("hi", (1, 1)), url=CHAT, metadata={"b": 1, "a": 2})
+    fields = encode_entry(record)
+    # What a producer of another release might send: same fields, other key order and spacing.
+    received = orjson.dumps(
+        dict(reversed(orjson.loads(fields[b"env"]).items())), option=orjson.OPT_INDENT_2
+    )
+    decoded = decode_entry({**fields, b"env": received})
+    assert decoded == record
+    assert store.write([decoded], 1, None, envelopes=[received]) == 1
+    ((stored_envelope,),) = _execute(
+        store, "SELECT envelope FROM records WHERE record_id = ?", record.record_id
+    )
+    assert bytes(stored_envelope) == received  # not re-encoded
+    stored = store.get_stored(record.record_id)
+    assert stored is not None
+    assert stored.record == record
+    with pytest.raises(ValueError, match="one entry per record"):
+        store.write([make_record()], 1, None, envelopes=[])

@@ -124,8 +124,13 @@ def filter_text(value: str | None) -> str | None:
     return encoded[:FILTER_MAX_BYTES].decode("utf-8", "ignore")
 
 
-def record_values(record: Record, persisted_at_ns: int) -> list[Any]:
-    """Values for :data:`RECORD_COLUMNS` (``stream`` as a bool)."""
+def record_values(record: Record, persisted_at_ns: int, envelope: bytes | None = None) -> list[Any]:
+    """Values for :data:`RECORD_COLUMNS` (``stream`` as a bool).
+
+    ``envelope`` is the envelope as it arrived, when ``record`` was decoded from it:
+    stored as is (it is what the producer sent, and re-encoding it costs more than
+    the rest of the row). Without it the record is encoded.
+    """
     return [
         safe_text(record.record_id),
         record.schema_version,
@@ -144,7 +149,7 @@ def record_values(record: Record, persisted_at_ns: int) -> list[Any]:
         clamp_i64(record.captured_at_ns),
         persisted_at_ns,
         len(record.body),
-        encode_envelope(record),
+        encode_envelope(record) if envelope is None else envelope,
         record.request_body,
         record.body,
     ]
@@ -237,3 +242,15 @@ def stored_from_row(row: Sequence[Any]) -> StoredRecord:
         derived=derived_from_row(derived),
         persisted_at_ns=int(persisted_at_ns),
     )
+
+
+def check_parallel(
+    records: Sequence[Record],
+    derived: Sequence[Derived | None] | None,
+    envelopes: Sequence[bytes] | None,
+) -> None:
+    """Refuse a write whose derived fields or envelopes are not one per record."""
+    if derived is not None and len(derived) != len(records):
+        raise ValueError("derived must have one entry per record")
+    if envelopes is not None and len(envelopes) != len(records):
+        raise ValueError("envelopes must have one entry per record")

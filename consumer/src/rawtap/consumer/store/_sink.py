@@ -91,10 +91,14 @@ class Sink(Protocol):
         records: Sequence[Record],
         persisted_at_ns: int,
         derived: Sequence[Derived | None] | None = None,
+        *,
+        envelopes: Sequence[bytes] | None = None,
     ) -> int:
         """Commit ``records`` (and their derived fields, in the same order) atomically.
 
-        Returns how many were new.
+        ``envelopes``, one per record, are the envelopes as they arrived in the stream
+        entries the records were decoded from (validated by the decoding): stored as
+        they are instead of encoding the records again. Returns how many were new.
         """
         ...
 

@@ -33,7 +33,7 @@ from rawtap.consumer.store._accounting import Accounting
 from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
 from rawtap.consumer.store._reads import SqlReads
-from rawtap.consumer.store._rows import DERIVED_COLUMNS
+from rawtap.consumer.store._rows import DERIVED_COLUMNS, check_parallel
 from rawtap.consumer.store._sink import SinkError
 from rawtap.consumer.store.postgres._connect import Connection, connect
 from rawtap.consumer.store.postgres._errors import is_data_error, one_line
@@ -228,14 +228,20 @@ class PostgresSink(SqlReads):
         records: Sequence[Record],
         persisted_at_ns: int,
         derived: Sequence[Derived | None] | None = None,
+        *,
+        envelopes: Sequence[bytes] | None = None,
     ) -> int:
         """Insert ``records`` in one transaction, skipping ids already stored."""
-        if derived is not None and len(derived) != len(records):
-            raise ValueError("derived must have one entry per record")
+        check_parallel(records, derived, envelopes)
         if not records:
             return 0
         rows = [
-            pg_row(r, persisted_at_ns, derived[i] if derived is not None else None)
+            pg_row(
+                r,
+                persisted_at_ns,
+                derived[i] if derived is not None else None,
+                envelopes[i] if envelopes else None,
+            )
             for i, r in enumerate(records)
         ]
         with self._lock:

@@ -87,10 +87,12 @@ def json_text(text: str) -> Jsonb:
     return Jsonb(text, dumps=_as_is)
 
 
-def pg_row(record: Record, persisted_at_ns: int, derived: Derived | None) -> list[Any]:
-    """The values of :data:`PG_COLUMNS` for one record."""
+def pg_row(
+    record: Record, persisted_at_ns: int, derived: Derived | None, envelope: bytes | None = None
+) -> list[Any]:
+    """The values of :data:`PG_COLUMNS` for one record (``envelope``: as it arrived, if known)."""
     row = [
-        *record_values(record, persisted_at_ns),
+        *record_values(record, persisted_at_ns, envelope),
         ns_to_datetime(record.started_at_ns),
         *derived_values(derived),
     ]

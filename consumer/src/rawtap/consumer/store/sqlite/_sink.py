@@ -30,6 +30,7 @@ from rawtap.consumer.store._reads import SqlReads
 from rawtap.consumer.store._rows import (
     DERIVED_COLUMNS,
     RECORD_COLUMNS,
+    check_parallel,
     derived_values,
     record_values,
 )
@@ -130,13 +131,14 @@ class SqliteSink(SqlReads):
         records: Sequence[Record],
         persisted_at_ns: int,
         derived: Sequence[Derived | None] | None = None,
+        *,
+        envelopes: Sequence[bytes] | None = None,
     ) -> int:
         """Insert ``records`` in one transaction, skipping ids already stored."""
-        if derived is not None and len(derived) != len(records):
-            raise ValueError("derived must have one entry per record")
+        check_parallel(records, derived, envelopes)
         rows = [
             (
-                *record_values(r, persisted_at_ns),
+                *record_values(r, persisted_at_ns, envelopes[i] if envelopes else None),
                 *derived_values(derived[i] if derived is not None else None),
             )
             for i, r in enumerate(records)
