@@ -2,7 +2,9 @@
 
 The record schema (:class:`Record`), its codec to and from a Redis stream entry,
 stream key naming and sharding (:class:`StreamNames`, :func:`shard_for`),
-record ids, opening a Redis or Redis Cluster client (:func:`open_redis`), and
+record ids, opening a Redis or Redis Cluster client (:func:`open_redis`) and
+reading its replies as text (:func:`reply_text`), URLs shown without passwords
+(:func:`display_url`), warnings rate-limited per key (:class:`LogOnce`), and
 the typed settings read from ``RAWTAP_*`` environment variables or passed
 from code.
 
@@ -33,6 +35,7 @@ from rawtap.shared._display import display_url, scrub_text
 from rawtap.shared._duration import parse_duration
 from rawtap.shared._errors import CodecError, ConfigError, RawtapError
 from rawtap.shared._ids import make_record_id, new_producer_id, record_id_time_ms
+from rawtap.shared._log import LogOnce
 from rawtap.shared._record import (
     SCHEMA_VERSION,
     BodyForm,
@@ -41,6 +44,7 @@ from rawtap.shared._record import (
     Header,
     Record,
 )
+from rawtap.shared._replies import reply_text
 from rawtap.shared._report import (
     ProducerReport,
     SeqRange,
@@ -80,6 +84,7 @@ __all__ = [
     "ConfigError",
     "EndState",
     "Header",
+    "LogOnce",
     "ProducerReport",
     "ProducerSettings",
     "RawtapError",
@@ -109,6 +114,7 @@ __all__ = [
     "parse_shard_set",
     "range_count",
     "record_id_time_ms",
+    "reply_text",
     "scrub_text",
     "shard_for",
     "split_cluster_url",

@@ -18,7 +18,6 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from rawtap.producer._log import LogOnce
 from rawtap.producer._tap._context import (
     CallScope,
     SessionState,
@@ -28,6 +27,7 @@ from rawtap.producer._tap._context import (
     trace_context,
 )
 from rawtap.producer._tap._handoff import count_failure, deferred, drain_deferred, submit
+from rawtap.shared import LogOnce
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder

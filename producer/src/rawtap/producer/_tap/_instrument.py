@@ -23,11 +23,11 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rawtap.producer._log import LogOnce
 from rawtap.producer._tap._capture import Tap, provider_from_host
 from rawtap.producer._tap._context import enter_call, exit_call
 from rawtap.producer._tap._flavour import flavour, is_tap, package_of
 from rawtap.producer._tap._handoff import count_failure
+from rawtap.shared import LogOnce
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder
