@@ -10,31 +10,32 @@ from rawtap.shared import LogOnce, display_url, reply_text
 
 
 def test_log_once_logs_a_key_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
-    log = LogOnce(logging.getLogger("rawtap.test.once"), interval_s=3600)
+    once = LogOnce(logging.getLogger("rawtap.test.once"), interval_s=3600)
     with caplog.at_level(logging.WARNING, logger="rawtap.test.once"):
         for n in range(3):
-            log.warning("outage", "redis down (%d)", n)
-        log.warning("other", "another kind")
+            once.warning("outage", "redis down (%d)", n)
+        once.warning("other", "another kind")
     assert [r.getMessage() for r in caplog.records] == ["redis down (0)", "another kind"]
 
 
 def test_log_once_logs_again_after_the_interval(caplog: pytest.LogCaptureFixture) -> None:
-    log = LogOnce(logging.getLogger("rawtap.test.again"), interval_s=0.0)
+    once = LogOnce(logging.getLogger("rawtap.test.again"), interval_s=0.0)
     with caplog.at_level(logging.WARNING, logger="rawtap.test.again"):
-        log.warning("k", "first")
-        log.warning("k", "second")
+        once.warning("k", "first")
+        once.warning("k", "second")
     assert [r.getMessage() for r in caplog.records] == ["first", "second"]
 
 
 def test_log_once_adds_the_exception_in_hand(caplog: pytest.LogCaptureFixture) -> None:
-    log = LogOnce(logging.getLogger("rawtap.test.exc"))
+    once = LogOnce(logging.getLogger("rawtap.test.exc"))
     with caplog.at_level(logging.WARNING, logger="rawtap.test.exc"):
         try:
-            raise ValueError("boom")
+            int("boom")
         except ValueError:
-            log.warning("k", "failed", exc_info=True)
+            once.warning("k", "failed", exc_info=True)
     (record,) = caplog.records
-    assert record.exc_info is not None and record.exc_info[0] is ValueError
+    assert record.exc_info is not None
+    assert record.exc_info[0] is ValueError
 
 
 @pytest.mark.parametrize(
