@@ -7,7 +7,6 @@ Bodies never go into attributes.
 from typing import Any
 
 from rawtap.consumer.derivation import Derived
-from rawtap.consumer.derivation import request_model as model_requested
 from rawtap.shared import EndState, Record
 
 # gen_ai.provider.name (current conventions) and gen_ai.system (older ones) per rawtap provider.
@@ -37,9 +36,14 @@ GenAi = tuple[dict[str, Any], str | None, str | None]
 
 
 def gen_ai_attributes(record: Record, fields: Derived) -> GenAi:
-    """The GenAI attributes of a record, its operation name and request model."""
+    """The GenAI attributes of a record, its operation name and request model.
+
+    The request model is the one ``derive`` read (``fields.request_model``): a
+    :class:`Derived` read back from a store has none, and its records then carry
+    no ``gen_ai.request.model`` (telemetry only sees what the worker derived).
+    """
     operation = OPERATION.get(fields.parser or "")
-    request_model = model_requested(record)
+    request_model = fields.request_model
     attributes: dict[str, Any] = {
         "gen_ai.provider.name": PROVIDER_NAME.get(record.provider, record.provider),
         "gen_ai.system": SYSTEM.get(record.provider, record.provider),
