@@ -6,18 +6,15 @@ Bodies never go into attributes.
 
 from typing import Any
 
-from rawtap.consumer.derivation import Derived
-from rawtap.shared import EndState, Record
+from rawtap.consumer.derivation import PARSER_OPERATIONS, Derived
+from rawtap.shared import PROVIDERS, EndState, Record
 
-# gen_ai.provider.name (current conventions) and gen_ai.system (older ones) per rawtap provider.
-PROVIDER_NAME = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini"}
-SYSTEM = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini"}
-OPERATION = {
-    "openai.chat": "chat",
-    "openai.responses": "chat",
-    "anthropic.messages": "chat",
-    "gemini.generate": "generate_content",
-}
+# gen_ai.provider.name (current conventions) and gen_ai.system (older ones) per rawtap
+# provider, as rawtap.shared.PROVIDERS names them; any other provider name stands for itself.
+PROVIDER_NAME = {p.name: p.gen_ai_name or p.name for p in PROVIDERS}
+SYSTEM = {p.name: p.gen_ai_system or p.name for p in PROVIDERS}
+OPERATION = PARSER_OPERATIONS
+"""gen_ai.operation.name per derivation parser (each parser declares its own)."""
 METRIC_ATTRIBUTES = frozenset(
     {
         "gen_ai.operation.name",
