@@ -72,7 +72,8 @@ class Derived(BaseModel):
     """The model the request asked for (its JSON body's ``model``, else the URL's ``/models/…``),
     read while deriving so that telemetry (``gen_ai.request.model``) need not parse the request
     body again. Not stored and not dumped (``exclude``): a :class:`Derived` read back from a
-    store has None here."""
+    store has None here, so compare ``model_dump()`` (``==`` sees this field too) to ask
+    whether a stored copy holds what ``derive`` made."""
 
     @property
     def failed(self) -> bool:
