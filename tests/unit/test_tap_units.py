@@ -13,9 +13,10 @@ import pytest
 from rawtap.producer import Recorder
 from rawtap.producer._ledger import Ledger
 from rawtap.producer._tap import _handoff
-from rawtap.producer._tap._capture import Capture, Tap, provider_from_host
+from rawtap.producer._tap._capture import Capture, Tap
 from rawtap.producer._tap._context import Session, current_session
 from rawtap.producer._tap._core import Drain, Prefetch
+from rawtap.shared import provider_from_host
 
 
 def test_provider_names_from_hosts() -> None:

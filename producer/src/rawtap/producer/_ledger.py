@@ -11,8 +11,7 @@ import threading
 
 from rawtap.producer import _metrics
 from rawtap.producer._events import Callback, Event, Failed
-from rawtap.producer._log import LogOnce
-from rawtap.shared import SeqRange, add_to_ranges, range_count
+from rawtap.shared import LogOnce, SeqRange, add_to_ranges, range_count
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)

@@ -26,10 +26,10 @@ from rawtap.producer._details import RecordDetails
 from rawtap.producer._events import Callback, RecorderStats
 from rawtap.producer._journal import SpillJournal
 from rawtap.producer._ledger import Ledger
-from rawtap.producer._log import LogOnce
 from rawtap.producer._writer import StreamWriter, journal_dir
 from rawtap.shared import (
     ConfigError,
+    LogOnce,
     ProducerSettings,
     display_url,
     load_settings,

@@ -1,10 +1,13 @@
 """rawtap.shared: what producer and consumer agree on.
 
 The record schema (:class:`Record`), its codec to and from a Redis stream entry,
-stream key naming and sharding (:class:`StreamNames`, :func:`shard_for`),
-record ids, opening a Redis or Redis Cluster client (:func:`open_redis`), and
-the typed settings read from ``RAWTAP_*`` environment variables or passed
-from code.
+stream key naming and sharding (:class:`StreamNames`, :func:`shard_for`), what
+rawtap knows of each provider (:data:`PROVIDERS`: hosts, stream terminal
+markers, SDK, wire format, GenAI names), record ids, opening a Redis or Redis
+Cluster client (:func:`open_redis`) and reading its replies as text
+(:func:`reply_text`), URLs shown without passwords (:func:`display_url`),
+warnings rate-limited per key (:class:`LogOnce`), and the typed settings read
+from ``RAWTAP_*`` environment variables or passed from code.
 
 Exceptions::
 
@@ -33,6 +36,15 @@ from rawtap.shared._display import display_url, scrub_text
 from rawtap.shared._duration import parse_duration
 from rawtap.shared._errors import CodecError, ConfigError, RawtapError
 from rawtap.shared._ids import make_record_id, new_producer_id, record_id_time_ms
+from rawtap.shared._log import LogOnce
+from rawtap.shared._providers import (
+    PROVIDERS,
+    Provider,
+    Sdk,
+    names_read_as,
+    provider_from_host,
+    terminal_markers,
+)
 from rawtap.shared._record import (
     SCHEMA_VERSION,
     BodyForm,
@@ -41,6 +53,7 @@ from rawtap.shared._record import (
     Header,
     Record,
 )
+from rawtap.shared._replies import reply_text
 from rawtap.shared._report import (
     ProducerReport,
     SeqRange,
@@ -71,6 +84,7 @@ __all__ = [
     "ENTRY_VERSION",
     "KIND_REPORT",
     "MAX_SHARDS",
+    "PROVIDERS",
     "SCHEMA_VERSION",
     "BodyDecodeError",
     "BodyDecoder",
@@ -80,11 +94,14 @@ __all__ = [
     "ConfigError",
     "EndState",
     "Header",
+    "LogOnce",
     "ProducerReport",
     "ProducerSettings",
+    "Provider",
     "RawtapError",
     "Record",
     "RedisClient",
+    "Sdk",
     "SeqRange",
     "StreamNames",
     "WorkerSettings",
@@ -103,13 +120,17 @@ __all__ = [
     "is_report",
     "load_settings",
     "make_record_id",
+    "names_read_as",
     "new_producer_id",
     "open_redis",
     "parse_duration",
     "parse_shard_set",
+    "provider_from_host",
     "range_count",
     "record_id_time_ms",
+    "reply_text",
     "scrub_text",
     "shard_for",
     "split_cluster_url",
+    "terminal_markers",
 ]

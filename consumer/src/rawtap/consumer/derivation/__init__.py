@@ -19,7 +19,8 @@ The modules::
 
     _derive.py      derive, derive_all, is_stale, iter_parsers, request_model
     _parser.py      the parser table; picking by URL or by content
-    _providers/     one module per wire format, each exporting a Parser
+    _providers/     one module per wire format, each exporting a Parser (URL match,
+                    markers, GenAI operation; provider names from rawtap.shared.PROVIDERS)
     _body.py        the decoded body, its arrival times, sniffing
     _sse.py         server-sent events
     _fields.py      what a parser fills in; small JSON coercion helpers
@@ -38,11 +39,12 @@ from rawtap.consumer.derivation._derive import (
     request_model,
 )
 from rawtap.consumer.derivation._derived import Derived, ToolCall
-from rawtap.consumer.derivation._parser import PARSER_VERSIONS
+from rawtap.consumer.derivation._parser import PARSER_OPERATIONS, PARSER_VERSIONS
 from rawtap.consumer.derivation._sse import SseEvent, sse_events
 from rawtap.consumer.derivation._unmasked import REDACTED, DigestMatcher, mask_derived
 
 __all__ = [
+    "PARSER_OPERATIONS",
     "PARSER_VERSIONS",
     "REDACTED",
     "Derived",

@@ -30,7 +30,11 @@ def request_model(record: Record) -> str | None:
         if isinstance(model, str):
             return model
     if record.url and "/models/" in record.url:
-        tail = urlsplit(record.url).path.split("/models/", 1)[1]
+        try:
+            path = urlsplit(record.url).path
+        except ValueError:  # an unparsable URL (``http://[::1/…``) names no model
+            return None
+        tail = path.split("/models/", 1)[1]
         return tail.split(":", 1)[0] or None
     return None
 
@@ -59,20 +63,21 @@ def derive(record: Record) -> Derived:
 
 
 def _derive(record: Record) -> Derived:
-    # The request's model is a fallback: parse the request body (large prompts, images)
-    # only when the response does not name its model.
-    base: dict[str, Any] = {"request_id": _request_id(record)}
+    # The request body is parsed here once for its model: the fallback when the
+    # response names none, and telemetry's gen_ai.request.model.
+    requested = request_model(record)
+    base: dict[str, Any] = {"request_id": _request_id(record), "request_model": requested}
     parser: Parser | None = None
     try:
         body = body_of(record)
         head = body.head
         parser = pick_by_url(record.url) or pick_by_content(record.provider, head)
         if parser is None:
-            return Derived(**base, model=request_model(record))
+            return Derived(**base, model=requested)
         base.update(parser=parser.name, parser_version=parser.version)
         if not head.strip():
             # Nothing to parse: an empty body is not a failure.
-            return Derived(**base, model=request_model(record))
+            return Derived(**base, model=requested)
         fields = Fields()
         if looks_like_sse(head):
             parser.read_stream(sse_events(body.pieces, body.joined), body, fields)
@@ -83,13 +88,11 @@ def _derive(record: Record) -> Derived:
                 fields.ttft_ns = record.first_byte_ns  # a JSON body arrives all at once
         if not fields.seen:
             if record.status is not None and record.status >= 400:
-                return Derived(
-                    **base, model=request_model(record), provider_error=f"HTTP {record.status}"
-                )
+                return Derived(**base, model=requested, provider_error=f"HTTP {record.status}")
             raise ValueError(f"the body is not a {parser.name} response")  # noqa: TRY301
         return Derived(
             **base,
-            model=fields.model or request_model(record),
+            model=fields.model or requested,
             response_id=fields.response_id,
             input_tokens=fields.input_tokens,
             output_tokens=fields.output_tokens,
@@ -111,7 +114,7 @@ def _derive(record: Record) -> Derived:
 
 
 def _failure(record: Record, base: dict[str, Any], error: Exception) -> Derived:
-    base = {**base, "model": base.get("model") or request_model(record)}
+    base = {**base, "model": base.get("model") or base["request_model"]}
     if record.status is not None and record.status >= 400:
         # An error page (HTML, plain text) is the provider's answer, not a parser failure.
         snippet = record.body[:200].decode("utf-8", errors="replace").strip()

@@ -6,7 +6,7 @@ the untouched raw record, with the name and version of the parser that made it,
 so ``rawtap rederive`` can recompute it after a parser changes.
 """
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ToolCall(BaseModel):
@@ -68,6 +68,12 @@ class Derived(BaseModel):
     """The provider's error (``type: message``) when it answered with one."""
     parse_error: str | None = None
     """Why the body could not be parsed; None when it was (or when there was nothing to parse)."""
+    request_model: str | None = Field(default=None, exclude=True)
+    """The model the request asked for (its JSON body's ``model``, else the URL's ``/models/…``),
+    read while deriving so that telemetry (``gen_ai.request.model``) need not parse the request
+    body again. Not stored and not dumped (``exclude``): a :class:`Derived` read back from a
+    store has None here, so compare ``model_dump()`` (``==`` sees this field too) to ask
+    whether a stored copy holds what ``derive`` made."""
 
     @property
     def failed(self) -> bool:

@@ -55,7 +55,10 @@ class Parser:
     markers: tuple[bytes, ...]
     """Byte strings whose presence in the body's head identifies the format."""
     providers: frozenset[str]
-    """Lower-case provider names that speak the format (the last resort)."""
+    """Lower-case provider names that speak the format (the last resort): those whose entry in
+    :data:`rawtap.shared.PROVIDERS` names this format, with their aliases."""
+    operation: str
+    """The GenAI operation of a call in this format (``gen_ai.operation.name``)."""
     read_json: Callable[[Any, Fields, int | None], None]
     read_stream: Callable[[list[SseEvent], Body, Fields], None]
 

@@ -1,8 +1,10 @@
 """The parser table, and picking a parser by the request URL or by the body's content.
 
 Adding a provider wire format: write a module under ``_providers/`` that exports a
-``PARSER``, and list it in ``PARSERS`` (and ``_SNIFF_ORDER`` when its markers are
-to be tried before another's).
+``PARSER`` (its URL match, body markers and GenAI operation; the provider names
+it reads come from :data:`rawtap.shared.PROVIDERS` entries whose ``wire_format``
+is its name), and list it in ``PARSERS`` and ``_SNIFF_ORDER`` (the most specific
+markers first).
 """
 
 from urllib.parse import urlsplit
@@ -23,6 +25,9 @@ PARSERS: dict[str, Parser] = {
 
 PARSER_VERSIONS: dict[str, int] = {name: p.version for name, p in PARSERS.items()}
 """Every parser's current version, by name."""
+
+PARSER_OPERATIONS: dict[str, str] = {name: p.operation for name, p in PARSERS.items()}
+"""Every parser's GenAI operation (``gen_ai.operation.name``), by name."""
 
 _SNIFF_ORDER = (_gemini.PARSER, _anthropic.PARSER, _openai_responses.PARSER, _openai_chat.PARSER)
 """The order markers are looked for in a body's head (the most specific markers first)."""

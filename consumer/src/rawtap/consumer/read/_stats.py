@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rawtap.consumer.store import Sink
+from rawtap.shared import reply_text
 
 if TYPE_CHECKING:
     from rawtap.shared import RedisClient
@@ -105,22 +106,18 @@ class PipelineFigures:
         return sum(s.pending for s in self.shards)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def gather_stream(client: "RedisClient", shard: int, stream: str) -> StreamFigures:
     """Read one shard's figures from Redis."""
     length = int(client.xlen(stream))
     if not length and not client.exists(stream):
         return StreamFigures(shard=shard, stream=stream, length=0)
     info = client.xinfo_stream(stream)
-    newest = _text(info.get("last-generated-id"))
+    newest = reply_text(info.get("last-generated-id"))
     groups: list[GroupFigures] = []
     for g in client.xinfo_groups(stream):
         lag = _int_or_none(g.get("lag"))
-        last = _text(g["last-delivered-id"])
-        name = _text(g["name"])
+        last = reply_text(g["last-delivered-id"])
+        name = reply_text(g["name"])
         consumers = int(g["consumers"])
         idle = None
         if consumers:
@@ -160,7 +157,7 @@ def gather(
 
 def _entries_read(info: dict[str, Any]) -> int | None:
     read = _int_or_none(info.get("entries-read"))
-    if read is None and _text(info.get("last-delivered-id")) == "0-0":
+    if read is None and reply_text(info.get("last-delivered-id")) == "0-0":
         return 0  # a group that has read nothing yet (Redis reports nil)
     return read
 

@@ -6,19 +6,15 @@ Bodies never go into attributes.
 
 from typing import Any
 
-from rawtap.consumer.derivation import Derived
-from rawtap.consumer.derivation import request_model as model_requested
-from rawtap.shared import EndState, Record
+from rawtap.consumer.derivation import PARSER_OPERATIONS, Derived
+from rawtap.shared import PROVIDERS, EndState, Record
 
-# gen_ai.provider.name (current conventions) and gen_ai.system (older ones) per rawtap provider.
-PROVIDER_NAME = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini"}
-SYSTEM = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini"}
-OPERATION = {
-    "openai.chat": "chat",
-    "openai.responses": "chat",
-    "anthropic.messages": "chat",
-    "gemini.generate": "generate_content",
-}
+# gen_ai.provider.name (current conventions) and gen_ai.system (older ones) per rawtap
+# provider, as rawtap.shared.PROVIDERS names them; any other provider name stands for itself.
+PROVIDER_NAME = {p.name: p.gen_ai_name or p.name for p in PROVIDERS}
+SYSTEM = {p.name: p.gen_ai_system or p.name for p in PROVIDERS}
+OPERATION = PARSER_OPERATIONS
+"""gen_ai.operation.name per derivation parser (each parser declares its own)."""
 METRIC_ATTRIBUTES = frozenset(
     {
         "gen_ai.operation.name",
@@ -37,9 +33,14 @@ GenAi = tuple[dict[str, Any], str | None, str | None]
 
 
 def gen_ai_attributes(record: Record, fields: Derived) -> GenAi:
-    """The GenAI attributes of a record, its operation name and request model."""
+    """The GenAI attributes of a record, its operation name and request model.
+
+    The request model is the one ``derive`` read (``fields.request_model``): a
+    :class:`Derived` read back from a store has none, and its records then carry
+    no ``gen_ai.request.model`` (telemetry only sees what the worker derived).
+    """
     operation = OPERATION.get(fields.parser or "")
-    request_model = model_requested(record)
+    request_model = fields.request_model
     attributes: dict[str, Any] = {
         "gen_ai.provider.name": PROVIDER_NAME.get(record.provider, record.provider),
         "gen_ai.system": SYSTEM.get(record.provider, record.provider),

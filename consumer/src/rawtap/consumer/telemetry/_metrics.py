@@ -23,11 +23,10 @@ from opentelemetry.sdk.resources import Resource
 from rawtap.consumer.derivation import Derived
 from rawtap.consumer.telemetry._config import TelemetrySettings
 from rawtap.consumer.telemetry._genai import METRIC_ATTRIBUTES, end_ns, error_type
-from rawtap.consumer.telemetry._log import LogOnce
 from rawtap.consumer.telemetry._probe import StreamProbe
 from rawtap.consumer.telemetry._spans import SCOPE
 from rawtap.consumer.telemetry._view import WorkerView
-from rawtap.shared import Record
+from rawtap.shared import LogOnce, Record
 
 # Bucket boundaries the GenAI conventions advise for these two histograms.
 _TOKEN_BUCKETS = [4.0**i for i in range(14)]
@@ -331,7 +330,9 @@ class Metrics:
                     counts = view.ledger()
                 except Exception:  # noqa: BLE001 - the store may be down; the gauges wait
                     self.errors += 1
-                    self._log.once("ledger", "rawtap telemetry: cannot read the sink's ledger")
+                    self._log.warning(
+                        "ledger", "rawtap telemetry: cannot read the sink's ledger", exc_info=True
+                    )
                     self._ledger_at = now + interval
                     return
                 if counts is not None:

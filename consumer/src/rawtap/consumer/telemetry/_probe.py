@@ -12,8 +12,7 @@ from typing import Any
 
 from opentelemetry.metrics import Observation
 
-from rawtap.consumer.telemetry._log import LogOnce
-from rawtap.shared import RedisClient
+from rawtap.shared import LogOnce, RedisClient
 
 
 class StreamProbe:
@@ -24,11 +23,11 @@ class StreamProbe:
         self._client: RedisClient | None = None
         self._cache: dict[str, tuple[float, Any]] = {}
 
-    def observe(self, stream: str, dead: str, what: str, log: LogOnce) -> list[Observation]:
+    def observe(self, stream: str, dead: str, what: str, once: LogOnce) -> list[Observation]:
         try:
             figures = self._figures(stream, dead)
         except Exception:  # noqa: BLE001 - Redis down: no observation, the worker goes on
-            log.once("streams", "rawtap telemetry: cannot read stream figures")
+            once.warning("streams", "rawtap telemetry: cannot read stream figures", exc_info=True)
             return []
         (shard,) = figures.shards
         if what == "length":

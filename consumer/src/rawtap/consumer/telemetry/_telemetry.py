@@ -29,11 +29,10 @@ from rawtap.consumer.telemetry._config import (
     otel_configured,
 )
 from rawtap.consumer.telemetry._genai import gen_ai_attributes
-from rawtap.consumer.telemetry._log import LogOnce
 from rawtap.consumer.telemetry._metrics import Metrics
 from rawtap.consumer.telemetry._spans import Spans, recorded_context
 from rawtap.consumer.telemetry._view import CommittedBatch, WorkerView
-from rawtap.shared import ConfigError
+from rawtap.shared import ConfigError, LogOnce
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +133,9 @@ class WorkerTelemetry:
                 self._metrics.persist(batch.commit_s, batch.stream)
         except Exception:  # noqa: BLE001 - telemetry must never stop persistence
             self._metrics.errors += 1
-            self._log.once("batch", "rawtap telemetry failed for a batch; persistence goes on")
+            self._log.warning(
+                "batch", "rawtap telemetry failed for a batch; persistence goes on", exc_info=True
+            )
 
     def _batch(self, batch: CommittedBatch) -> None:
         persisted_ns = time.time_ns()

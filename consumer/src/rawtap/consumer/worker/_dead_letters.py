@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis
 
-from rawtap.shared import ENTRY_RECORD_ID
+from rawtap.shared import ENTRY_RECORD_ID, reply_text
 
 _FIELD_PREFIX = b"f:"
 
@@ -36,16 +36,12 @@ class DeadLetterEntry:
         return rid.decode("utf-8", "replace") if rid else None
 
 
-def _text(value: bytes | None) -> str:
-    return (value or b"").decode("utf-8", "replace")
-
-
 def _parse(entry_id: bytes, raw: dict[bytes, bytes]) -> DeadLetterEntry:
     return DeadLetterEntry(
         id=entry_id.decode(),
-        origin_stream=_text(raw.get(b"origin_stream")),
-        origin_id=_text(raw.get(b"origin_id")),
-        error=_text(raw.get(b"error")),
+        origin_stream=reply_text(raw.get(b"origin_stream")),
+        origin_id=reply_text(raw.get(b"origin_id")),
+        error=reply_text(raw.get(b"error")),
         deliveries=int(raw.get(b"deliveries") or 0),
         dead_at_ms=int(raw.get(b"dead_at_ms") or 0),
         fields={k[len(_FIELD_PREFIX) :]: v for k, v in raw.items() if k.startswith(_FIELD_PREFIX)},

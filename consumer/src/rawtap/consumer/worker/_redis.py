@@ -48,15 +48,10 @@ def ensure_group(client: "RedisClient", stream: str, group: str) -> bool:
 def describe(error: redis.RedisError, url: str) -> str:
     """One line saying what failed and how to recover."""
     if isinstance(error, redis.AuthenticationError):
-        return scrub_text(f"Redis at {safe_url(url)} refused the credentials: {error}")
+        return scrub_text(f"Redis at {display_url(url)} refused the credentials: {error}")
     if isinstance(error, redis.ConnectionError | redis.TimeoutError):
         return scrub_text(
-            f"cannot reach Redis at {safe_url(url)} ({error}); start one with "
+            f"cannot reach Redis at {display_url(url)} ({error}); start one with "
             "`redis-server --port 6379` or set RAWTAP_REDIS_URL"
         )
-    return scrub_text(f"Redis at {safe_url(url)} answered with an error: {error}")
-
-
-def safe_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (:func:`rawtap.shared.display_url`)."""
-    return display_url(url)
+    return scrub_text(f"Redis at {display_url(url)} answered with an error: {error}")

@@ -18,7 +18,6 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Any
 
-from rawtap.producer._log import LogOnce
 from rawtap.producer._tap._context import (
     CallScope,
     SessionState,
@@ -28,6 +27,7 @@ from rawtap.producer._tap._context import (
     trace_context,
 )
 from rawtap.producer._tap._handoff import count_failure, deferred, drain_deferred, submit
+from rawtap.shared import LogOnce, provider_from_host, terminal_markers
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder
@@ -49,36 +49,13 @@ DRAIN_TIMEOUT_S = 0.1
 """Async drains give up after this long (the same bound openai's own async drain uses)."""
 
 _STREAM_TYPES = (b"text/event-stream", b"application/x-ndjson", b"application/jsonl")
-_TERMINAL_MARKERS = (
-    b"data: [DONE]",  # OpenAI chat completions, OpenRouter
-    b"event: message_stop",  # Anthropic
-    b'"type":"message_stop"',
-    b"event: response.completed",  # OpenAI Responses
-    b"event: response.failed",
-    b"event: response.incomplete",
-    b'"finishReason"',  # Gemini
-)
+# Every provider's markers, whatever the record's provider: a client tapped with
+# provider="http" (or a custom name) may still talk to a known API.
+_TERMINAL_MARKERS = terminal_markers()
 _RETRY_COUNT_HEADER = b"x-stainless-retry-count"
 
 
 # -- the tap's shared state ------------------------------------------------------
-
-_HOST_PROVIDERS = (
-    ("openrouter.ai", "openrouter"),
-    ("anthropic.com", "anthropic"),
-    ("googleapis.com", "gemini"),
-    ("openai.azure.com", "openai"),
-    ("openai.com", "openai"),
-)
-
-
-def provider_from_host(host: str) -> str | None:
-    """The provider a request to ``host`` goes to, when it is one of the known APIs."""
-    host = host.lower()
-    for suffix, name in _HOST_PROVIDERS:
-        if host == suffix or host.endswith("." + suffix):
-            return name
-    return None
 
 
 class Tap:

@@ -10,7 +10,7 @@ import collections
 import logging
 from typing import TYPE_CHECKING, Any
 
-from rawtap.producer._log import LogOnce
+from rawtap.shared import LogOnce
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder

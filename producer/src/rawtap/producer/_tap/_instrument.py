@@ -23,11 +23,11 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rawtap.producer._log import LogOnce
-from rawtap.producer._tap._capture import Tap, provider_from_host
+from rawtap.producer._tap._capture import Tap
 from rawtap.producer._tap._context import enter_call, exit_call
 from rawtap.producer._tap._flavour import flavour, is_tap, package_of
 from rawtap.producer._tap._handoff import count_failure
+from rawtap.shared import PROVIDERS, LogOnce, Provider, provider_from_host
 
 if TYPE_CHECKING:
     from rawtap.producer._recorder import Recorder
@@ -42,27 +42,25 @@ _SCOPED = "_rawtap_scoped"
 
 def instrument(recorder: "Recorder", client: C, *, provider: str | None = None) -> C:
     """Install the tap into ``client`` and return the same object (see ``Recorder.instrument``)."""
-    kind = _kind_of(client)
-    if kind is None:
+    known = _provider_of(client)
+    if known is None:
         raise TypeError(
             f"rawtap cannot instrument {type(client).__module__}.{type(client).__qualname__}: "
             "pass an OpenAI/AsyncOpenAI, Anthropic/AsyncAnthropic or google.genai.Client, "
             "or an httpx2/httpx Client or AsyncClient"
         )
+    sdk = known.sdk
+    kind = sdk.kind if sdk is not None else "http"
     try:
-        if kind == "openai":
-            name = provider or _openai_provider(client)
+        if sdk is None:
+            tap_http_client(client, Tap(recorder, provider))
+        elif sdk.layout == "stainless":
+            name = provider or (sdk.name_by_host and _provider_by_host(client)) or known.name
             tap_http_client(getattr(client, "_client"), Tap(recorder, name))  # noqa: B009
             _scope_method(client, "request")
             _instrument_derived(recorder, client, provider)
-        elif kind == "anthropic":
-            tap_http_client(getattr(client, "_client"), Tap(recorder, provider or "anthropic"))  # noqa: B009
-            _scope_method(client, "request")
-            _instrument_derived(recorder, client, provider)
-        elif kind == "genai":
-            _instrument_genai(client, Tap(recorder, provider or "gemini"))
         else:
-            tap_http_client(client, Tap(recorder, provider))
+            _instrument_genai(client, Tap(recorder, provider or known.name))
     except Exception:  # noqa: BLE001 - an SDK that moved its internals must still work, unrecorded
         count_failure(recorder, "instrument")
         _log_once.warning(
@@ -75,23 +73,29 @@ def instrument(recorder: "Recorder", client: C, *, provider: str | None = None) 
     return client
 
 
-def _kind_of(client: object) -> str | None:
+_HTTP = Provider(name="http")
+"""Stands for a plain httpx client: the tap names its provider by each request's host."""
+_SDK_PROVIDERS = tuple(p for p in PROVIDERS if p.sdk is not None)
+
+
+def _provider_of(client: object) -> Provider | None:
+    """The provider whose SDK made ``client`` (``_HTTP`` for an httpx client), else None."""
     if package_of(client) is not None and hasattr(client, "_transport"):
-        return "http"  # an httpx client, even one subclassed inside an SDK
+        return _HTTP  # an httpx client, even one subclassed inside an SDK
     for cls in type(client).__mro__:
         root = cls.__module__
-        if root.startswith("openai"):
-            return "openai"
-        if root.startswith("anthropic"):
-            return "anthropic"
-        if root.startswith("google.genai"):
-            return "genai" if hasattr(client, "_api_client") else None
+        for known in _SDK_PROVIDERS:
+            sdk = known.sdk
+            if sdk is not None and root.startswith(sdk.module):
+                if sdk.layout == "genai" and not hasattr(client, "_api_client"):
+                    return None  # a google.genai object that is not a Client
+                return known
     return None
 
 
-def _openai_provider(client: Any) -> str:
+def _provider_by_host(client: Any) -> str | None:
     host = getattr(getattr(client, "base_url", None), "host", None) or ""
-    return provider_from_host(str(host)) or "openai"
+    return provider_from_host(str(host))
 
 
 def tap_http_client(client: Any, tap: Tap) -> None:

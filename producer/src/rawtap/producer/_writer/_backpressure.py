@@ -12,9 +12,8 @@ import logging
 import redis
 
 from rawtap.producer._ledger import Ledger
-from rawtap.producer._log import LogOnce
 from rawtap.producer._writer._link import RedisLink
-from rawtap.shared import ProducerSettings, RedisClient
+from rawtap.shared import LogOnce, ProducerSettings, RedisClient, reply_text
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
@@ -116,7 +115,7 @@ def read_backlogs(client: RedisClient, streams: list[str]) -> list[int]:
     for stream, item in zip(streams, found, strict=True):
         for g in item[1] if item else []:
             if int(str(g.get("pending") or 0)):
-                pipe.xpending(stream, _text(g["name"]))
+                pipe.xpending(stream, reply_text(g["name"]))
                 asked.append(stream)
     oldest: dict[str, list[object]] = {}
     if asked:
@@ -161,8 +160,4 @@ def _backlog(
 
 
 def _id_ms(entry_id: object) -> int:
-    return int(_text(entry_id).split("-", 1)[0])
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return int(reply_text(entry_id).split("-", 1)[0])

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from rawtap.producer._events import Failed
 from rawtap.producer._journal import Entry
 from rawtap.producer._ledger import Ledger
-from rawtap.producer._log import LogOnce
 from rawtap.producer._writer._redis_call import RedisCaller
-from rawtap.shared import ProducerSettings, RedisClient, open_redis
+from rawtap.shared import LogOnce, ProducerSettings, RedisClient, open_redis
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)

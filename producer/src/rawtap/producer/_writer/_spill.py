@@ -25,11 +25,10 @@ from rawtap.producer._journal import (
     read_frames,
 )
 from rawtap.producer._ledger import Ledger
-from rawtap.producer._log import LogOnce
 from rawtap.producer._serialize import SerializedRecord
 from rawtap.producer._writer._backpressure import Backpressure
 from rawtap.producer._writer._link import RedisLink
-from rawtap.shared import ENTRY_ENVELOPE, ENTRY_KIND, ProducerSettings, shard_for
+from rawtap.shared import ENTRY_ENVELOPE, ENTRY_KIND, LogOnce, ProducerSettings, shard_for
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)

@@ -22,13 +22,12 @@ from rawtap.producer._buffer import Item, RecordBuffer
 from rawtap.producer._events import MemoryWarning, Recorded
 from rawtap.producer._journal import SpillJournal
 from rawtap.producer._ledger import Ledger
-from rawtap.producer._log import LogOnce
 from rawtap.producer._serialize import SerializedRecord, serialize
 from rawtap.producer._writer._backpressure import Backpressure
 from rawtap.producer._writer._link import BACKOFF_FIRST_S, BACKOFF_MAX_S, RedisLink, connect
 from rawtap.producer._writer._reports import Reporter
 from rawtap.producer._writer._spill import Spill
-from rawtap.shared import ProducerSettings, RedisClient, StreamNames, shard_for
+from rawtap.shared import LogOnce, ProducerSettings, RedisClient, StreamNames, shard_for
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)

@@ -17,6 +17,7 @@ from rawtap.consumer.derivation._fields import (
     normalize_arguments,
 )
 from rawtap.consumer.derivation._sse import SseEvent
+from rawtap.shared import names_read_as
 
 
 def _anthropic_usage(usage: Any, f: Fields) -> None:
@@ -143,7 +144,8 @@ PARSER = Parser(
     version=1,
     matches_path=_matches,
     markers=(b"message_start", b'"type":"message"'),
-    providers=frozenset({"anthropic", "claude"}),
+    providers=names_read_as("anthropic.messages"),
+    operation="chat",
     read_json=lambda d, f, _o: _anthropic_json(d, f),
     read_stream=_anthropic_stream,
 )

@@ -16,6 +16,7 @@ from rawtap.consumer.derivation._fields import (
     loads,
 )
 from rawtap.consumer.derivation._sse import SseEvent
+from rawtap.shared import names_read_as
 
 
 def _gemini_piece(doc: Any, f: Fields, offset: int | None) -> None:
@@ -84,7 +85,8 @@ PARSER = Parser(
     version=1,
     matches_path=_matches,
     markers=(b'"candidates"', b'"usageMetadata"'),
-    providers=frozenset({"gemini", "google", "google-genai", "vertex", "vertexai"}),
+    providers=names_read_as("gemini.generate"),
+    operation="generate_content",
     read_json=_gemini_json,
     read_stream=_gemini_stream,
 )

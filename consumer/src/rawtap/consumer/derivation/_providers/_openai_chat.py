@@ -15,6 +15,7 @@ from rawtap.consumer.derivation._fields import (
     loads,
 )
 from rawtap.consumer.derivation._sse import SseEvent
+from rawtap.shared import names_read_as
 
 
 def _chat_usage(usage: Any, f: Fields) -> None:
@@ -134,7 +135,8 @@ PARSER = Parser(
     version=1,
     matches_path=_matches,
     markers=(b"chat.completion",),
-    providers=frozenset({"openai", "openrouter", "azure", "azure-openai"}),
+    providers=names_read_as("openai.chat"),
+    operation="chat",
     read_json=lambda d, f, _o: _chat_json(d, f),
     read_stream=_chat_stream,
 )

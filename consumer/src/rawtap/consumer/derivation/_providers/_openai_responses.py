@@ -16,6 +16,7 @@ from rawtap.consumer.derivation._fields import (
     loads,
 )
 from rawtap.consumer.derivation._sse import SseEvent
+from rawtap.shared import names_read_as
 
 
 def _response_object(resp: Any, f: Fields) -> None:
@@ -120,7 +121,8 @@ PARSER = Parser(
     version=1,
     matches_path=_matches,
     markers=(b'"object":"response"', b"response.created"),
-    providers=frozenset(),
+    providers=names_read_as("openai.responses"),
+    operation="chat",
     read_json=lambda d, f, _o: _responses_json(d, f),
     read_stream=_responses_stream,
 )
