@@ -84,7 +84,7 @@ def pipeline_run(kind: str, redis_url: str, rate: float, seconds: float) -> dict
 def run(redis_url: str, quick: bool, **_: Any) -> list[Figure]:
     """Interleaved steady-rate runs, then the rate ramp for both consumers."""
     rate, seconds, rounds = (1_000.0, 1.0, 1) if quick else (5_000.0, 10.0, 3)
-    steps = [500.0] if quick else [5e3, 10e3, 15e3, 20e3, 25e3, 30e3, 40e3]
+    steps = [100.0, 500.0] if quick else [5e3, 10e3, 15e3, 20e3, 25e3, 30e3, 40e3]
     step_seconds = 1.0 if quick else 6.0
     runs: dict[str, list[dict[str, Any]]] = {"rawtap": [], "faststream": []}
     for r in range(rounds):

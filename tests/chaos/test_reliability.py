@@ -27,7 +27,7 @@ from rawtap.consumer import SqliteSink
 from rawtap.consumer.store import ProducerBalance
 from rawtap.shared import Record, encode_entry
 from tests.support.chaos import Chaos, produce
-from tests.support.pipeline import rawtap_command, wait_until
+from tests.support.pipeline import PROCESS_EXIT_S, rawtap_command, wait_until
 
 pytestmark = pytest.mark.chaos
 N = 10_000
@@ -634,7 +634,7 @@ def test_p23_fork_safe(chaos: Chaos) -> None:
         [sys.executable, "-c", script, str(chaos.tmp)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PROCESS_EXIT_S,
         check=True,
     ).stdout.split()
     for n in range(3):
@@ -670,7 +670,7 @@ def test_p24a_flush_on_exit_and_sigterm(chaos: Chaos) -> None:
             [sys.executable, "-c", script, mode, str(chaos.tmp / "spill")],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=PROCESS_EXIT_S,
             check=False,
         )
         assert proc.returncode == (0 if mode == "exit" else -signal.SIGTERM), proc.stderr
@@ -700,7 +700,7 @@ def test_p24b_restart_replays_what_an_earlier_run_left(chaos: Chaos) -> None:
         [sys.executable, "-c", script, chaos.redis.url, "1000"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PROCESS_EXIT_S,
         check=True,
     ).stdout.split()
     assert first[1] == "1000"  # all of it went to the journal
@@ -710,7 +710,7 @@ def test_p24b_restart_replays_what_an_earlier_run_left(chaos: Chaos) -> None:
         [sys.executable, "-c", script, chaos.redis.url, "10"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PROCESS_EXIT_S,
         check=True,
     )
     balance = _when_final(chaos, [first[0]], rows=1010)[first[0]]
@@ -770,7 +770,7 @@ def test_p21_sink_outage(chaos: Chaos, postgres_url: str) -> None:
         wait_until(lambda: stored() == N, 60, "everything stored after the outage")
         wait_until(lambda: chaos.pending() == 0, 20, "nothing pending")
         proc.send_signal(signal.SIGTERM)
-        _, log = proc.communicate(timeout=20)
+        _, log = proc.communicate(timeout=PROCESS_EXIT_S)
         assert proc.returncode == 0, log
         assert "nothing acknowledged" in log
         rows = direct.execute(
@@ -823,7 +823,11 @@ def test_p24c_sigterm_flushes_every_recorder_and_multiprocessing_children(chaos:
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_EXIT_S,
+        check=False,
     )
     assert proc.returncode == -signal.SIGTERM, proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())

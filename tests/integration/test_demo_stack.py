@@ -21,7 +21,7 @@ import pytest
 from rawtap.consumer import SqliteSink
 from rawtap.tools.fake_provider import FakeProvider
 from tests.support.otlp import OtlpReceiver, attributes
-from tests.support.pipeline import spawn_worker, wait_until
+from tests.support.pipeline import PROCESS_EXIT_S, spawn_worker, wait_until
 
 pytestmark = pytest.mark.redis
 
@@ -60,7 +60,7 @@ def test_demo_request_and_its_llm_calls_form_one_trace(
             },
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=PROCESS_EXIT_S,
             check=False,
         )
         assert demo.returncode == 0, demo.stderr
@@ -78,7 +78,7 @@ def test_demo_request_and_its_llm_calls_form_one_trace(
         try:
             wait_until(lambda: _stored(db) == 4, 30, "the demo's 4 calls stored")
             worker.send_signal(signal.SIGTERM)
-            _, stderr = worker.communicate(timeout=20)
+            _, stderr = worker.communicate(timeout=PROCESS_EXIT_S)
         finally:
             if worker.poll() is None:
                 worker.kill()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rawtap.producer import Recorder, _metrics
+from tests.support.pipeline import PROCESS_EXIT_S
 
 pytestmark = pytest.mark.redis
 
@@ -31,7 +32,7 @@ def _probe(redis_url: str, prefix: str, spill: Path) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=PROCESS_EXIT_S,
         check=False,
     )
     assert out.returncode == 0, out.stderr

@@ -30,7 +30,7 @@ from rawtap.shared import (
     is_report,
     shard_for,
 )
-from tests.support.pipeline import wait_until
+from tests.support.pipeline import PROCESS_EXIT_S, wait_until
 from tests.support.services import RedisServer, free_port, private_redis
 from tests.support.streams import xrange_entries
 
@@ -298,7 +298,9 @@ def test_process_exit_flushes_what_was_accepted(
             r.record("openai", b"x" * 2000, {{"i": i}})
         """  # exits without close(): the atexit hook must flush
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, env={**os.environ})
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, timeout=PROCESS_EXIT_S, env={**os.environ}
+    )
     assert len(_entries(redis_client, stream_prefix)) == 500
 
 

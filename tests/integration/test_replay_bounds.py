@@ -19,7 +19,7 @@ from rawtap.consumer import derive, open_sink
 from rawtap.shared import Record
 from rawtap.tools import ReplayServer
 from rawtap.tools.replay import MISS_PATH_CHARS
-from tests.support.pipeline import rawtap_command
+from tests.support.pipeline import PROCESS_EXIT_S, rawtap_command
 from tests.support.records import make_record
 
 URL = "https://api.openai.com/v1/chat/completions"
@@ -135,7 +135,7 @@ def test_cli_replay_stops_on_sigterm_and_ctrl_c(stored: str, signum: int) -> Non
         sent = time.monotonic()
         proc.send_signal(signum)
         try:
-            _, rest = proc.communicate(timeout=20)
+            _, rest = proc.communicate(timeout=PROCESS_EXIT_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise

@@ -35,7 +35,7 @@ from rawtap.shared import Record, decode_body, decode_entry, is_report
 from rawtap.tools.fake_provider import FakeProvider
 from tests.integration.conftest import with_params
 from tests.support.cli import run_cli
-from tests.support.pipeline import drain, rawtap_command, worker_thread
+from tests.support.pipeline import PROCESS_EXIT_S, drain, rawtap_command, worker_thread
 from tests.support.services import free_port
 from tests.support.tap import API_KEY, MESSAGES, raw_stream_bytes
 
@@ -458,7 +458,7 @@ def test_cli_never_prints_our_passwords(
         if b"rawtap worker" in line and b"->" in line:
             break
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=PROCESS_EXIT_S)
     assert b":***@" in start_line, start_line
     outputs["worker"] = start_line + out + err
     for where, data in outputs.items():

@@ -20,7 +20,7 @@ from rawtap.consumer import SqliteSink
 from rawtap.consumer.telemetry import record_span_ids
 from rawtap.shared import StreamNames, encode_entry
 from tests.support.otlp import OtlpReceiver, attributes
-from tests.support.pipeline import spawn_worker, wait_until
+from tests.support.pipeline import PROCESS_EXIT_S, spawn_worker, wait_until
 from tests.support.records import make_record
 from tests.support.streams import xadd_entry
 
@@ -87,7 +87,7 @@ def test_worker_exports_spans_and_metrics_over_otlp_http_and_flushes_on_sigterm(
             time.sleep(0.3)
             assert receiver.traces == []  # nothing exported before the stop...
             proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=20)
+            _, stderr = proc.communicate(timeout=PROCESS_EXIT_S)
         finally:
             if proc.poll() is None:
                 proc.kill()

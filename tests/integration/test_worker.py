@@ -16,7 +16,7 @@ from rawtap.consumer import SinkError, SqliteSink, Worker
 from rawtap.consumer.derivation import Derived
 from rawtap.producer import Recorder
 from rawtap.shared import Record, StreamNames, encode_entry, make_record_id
-from tests.support.pipeline import drain, spawn_worker, wait_until, worker_thread
+from tests.support.pipeline import PROCESS_EXIT_S, drain, spawn_worker, wait_until, worker_thread
 from tests.support.streams import xadd_entry, xrange_entries
 
 
@@ -121,11 +121,13 @@ class _FlakySink(SqliteSink):
         records: Sequence[Record],
         persisted_at_ns: int,
         derived: Sequence[Derived | None] | None = None,
+        *,
+        envelopes: Sequence[bytes] | None = None,
     ) -> int:
         if self.failures > 0:
             self.failures -= 1
             raise SinkError("simulated commit failure")
-        return super().write(records, persisted_at_ns, derived)
+        return super().write(records, persisted_at_ns, derived, envelopes=envelopes)
 
 
 def test_failed_commits_acknowledge_nothing_and_are_retried(
@@ -227,7 +229,7 @@ def test_sigterm_mid_stream_commits_the_batch_in_hand_and_exits_zero(
     try:
         wait_until(lambda: db.exists() and SqliteSink(db).count() > 500, 30, "rows stored")
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
+        _, stderr = proc.communicate(timeout=PROCESS_EXIT_S)
     finally:
         stop.set()
         producer.join()

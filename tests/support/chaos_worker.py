@@ -46,6 +46,8 @@ class ChaosSink(SqliteSink):
         records: Sequence[Record],
         persisted_at_ns: int,
         derived: Sequence[Derived | None] | None = None,
+        *,
+        envelopes: Sequence[bytes] | None = None,
     ) -> int:
         if self.crash_on_poison and any(r.metadata.get("poison") for r in records):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -58,7 +60,7 @@ class ChaosSink(SqliteSink):
                 raise SinkError("chaos: simulated commit failure", transient=True)
         if self.sleep_s:
             time.sleep(self.sleep_s)
-        stored = super().write(records, persisted_at_ns, derived)
+        stored = super().write(records, persisted_at_ns, derived, envelopes=envelopes)
         self.commits += 1
         # Tests wait on this line (an event), not on a guess of how long a commit takes.
         log.info("chaos: committed %d records, %d new", len(records), stored)
