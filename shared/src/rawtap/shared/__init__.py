@@ -14,6 +14,7 @@ Exceptions::
     RawtapError
      ├── ConfigError      a setting is missing or invalid (names the variable)
      ├── CodecError       a stream entry cannot be decoded into a Record
+     │    └── EntryError  … on ingress, naming the producer and seq it came from
      └── BodyDecodeError  a body's Content-Encoding cannot be undone
 """
 
@@ -22,6 +23,7 @@ from rawtap.shared._codec import (
     encode_entry,
     encode_envelope,
     entry_from_parts,
+    entry_identity,
 )
 from rawtap.shared._connection import RedisClient, open_redis, split_cluster_url
 from rawtap.shared._decode import (
@@ -34,7 +36,7 @@ from rawtap.shared._decode import (
 )
 from rawtap.shared._display import display_url, scrub_text
 from rawtap.shared._duration import parse_duration
-from rawtap.shared._errors import CodecError, ConfigError, RawtapError
+from rawtap.shared._errors import CodecError, ConfigError, EntryError, RawtapError
 from rawtap.shared._ids import make_record_id, new_producer_id, record_id_time_ms
 from rawtap.shared._log import LogOnce
 from rawtap.shared._providers import (
@@ -46,12 +48,14 @@ from rawtap.shared._providers import (
     terminal_markers,
 )
 from rawtap.shared._record import (
+    READABLE_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     BodyForm,
     Chunk,
     EndState,
     Header,
     Record,
+    schema_problem,
 )
 from rawtap.shared._replies import reply_text
 from rawtap.shared._report import (
@@ -85,6 +89,7 @@ __all__ = [
     "KIND_REPORT",
     "MAX_SHARDS",
     "PROVIDERS",
+    "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "BodyDecodeError",
     "BodyDecoder",
@@ -93,6 +98,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "EndState",
+    "EntryError",
     "Header",
     "LogOnce",
     "ProducerReport",
@@ -117,6 +123,7 @@ __all__ = [
     "encode_envelope",
     "encode_report",
     "entry_from_parts",
+    "entry_identity",
     "is_report",
     "load_settings",
     "make_record_id",
@@ -129,6 +136,7 @@ __all__ = [
     "range_count",
     "record_id_time_ms",
     "reply_text",
+    "schema_problem",
     "scrub_text",
     "shard_for",
     "split_cluster_url",

@@ -6,7 +6,8 @@ else as one orjson envelope.
 
 The producer builds entries from a plain dict with :func:`entry_from_parts`
 (no pydantic on its writer thread); the worker validates them into a
-:class:`Record` with :func:`decode_entry`.
+:class:`Record` with :func:`decode_entry`, once: what it returns is trusted
+downstream, and what it refuses carries the producer and seq it names.
 """
 
 from collections.abc import Mapping
@@ -15,9 +16,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from rawtap.shared._errors import CodecError
+from rawtap.shared._errors import CodecError, EntryError
 from rawtap.shared._limits import record_problem
-from rawtap.shared._record import SCHEMA_VERSION, Record
+from rawtap.shared._record import SCHEMA_VERSION, Record, schema_problem
 from rawtap.shared._wire import (
     ENTRY_BODY,
     ENTRY_ENVELOPE,
@@ -56,13 +57,52 @@ def encode_entry(record: Record) -> dict[bytes, bytes]:
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> Record:
-    """The Record carried by a stream entry.
+    """The Record carried by a stream entry: the one validation an entry gets on ingress.
 
-    Raises :class:`CodecError` saying what is wrong: a missing field, a schema
-    version this release does not know (in ``v`` or in the envelope), a broken
-    envelope, fields that do not validate, or values out of range
-    (:func:`rawtap.shared._limits.record_problem`).
+    Raises :class:`EntryError` (a :class:`CodecError`) saying what is wrong: a
+    missing field, a schema version this release does not read (the ``v``
+    field, by :func:`rawtap.shared.schema_problem`; the envelope's
+    ``schema_version`` must agree with it), a broken envelope, fields that do
+    not validate, or values out of range (:func:`rawtap.shared._limits.record_problem`).
+    The error names the producer and seq the envelope gave, when it gave them.
     """
+    raw = fields.get(ENTRY_ENVELOPE)
+    envelope: Any = None
+    broken: orjson.JSONDecodeError | None = None
+    if raw is not None:
+        # Parsed first, whatever else is wrong: a dead letter names whom it came from.
+        try:
+            envelope = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            broken = e
+    try:
+        return _validate(fields, envelope, broken)
+    except CodecError as e:
+        raise EntryError(str(e), *_identity(envelope)) from e.__cause__
+
+
+def entry_identity(fields: Mapping[bytes, bytes]) -> tuple[str | None, int | None]:
+    """The ``producer_id`` and ``seq`` an entry's envelope names, best effort (None if not).
+
+    For an entry the worker refuses without decoding it (delivered too often);
+    :func:`decode_entry` names them in its :class:`EntryError` from the one parse.
+    """
+    try:
+        return _identity(orjson.loads(fields.get(ENTRY_ENVELOPE, b"")))
+    except orjson.JSONDecodeError:
+        return None, None
+
+
+def _identity(envelope: Any) -> tuple[str | None, int | None]:
+    if not isinstance(envelope, dict):
+        return None, None
+    pid, seq = envelope.get("producer_id"), envelope.get("seq")
+    return (pid if isinstance(pid, str) else None), (seq if isinstance(seq, int) else None)
+
+
+def _validate(
+    fields: Mapping[bytes, bytes], envelope: Any, broken: orjson.JSONDecodeError | None
+) -> Record:
     missing = [
         f.decode()
         for f in (ENTRY_VERSION, ENTRY_ENVELOPE, ENTRY_REQUEST_BODY, ENTRY_BODY)
@@ -71,15 +111,11 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Record:
     if missing:
         raise CodecError(f"entry lacks field(s) {', '.join(missing)}")
     version = fields[ENTRY_VERSION]
-    if version != _VERSION_BYTES:
-        raise CodecError(
-            f"schema version {version[:20]!r} is not supported "
-            f"(this release reads version {SCHEMA_VERSION})"
-        )
-    try:
-        envelope: Any = orjson.loads(fields[ENTRY_ENVELOPE])
-    except orjson.JSONDecodeError as e:
-        raise CodecError(f"envelope is not valid JSON: {e}") from e
+    problem = schema_problem(version)
+    if problem is not None:
+        raise CodecError(problem)
+    if broken is not None:
+        raise CodecError(f"envelope is not valid JSON: {broken}") from broken
     if not isinstance(envelope, dict):
         raise CodecError(f"envelope is a JSON {type(envelope).__name__}, not an object")
     if _BODY_FIELDS & envelope.keys():
@@ -93,6 +129,11 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Record:
     rid = fields.get(ENTRY_RECORD_ID)
     if rid is not None and rid != record.record_id.encode():
         raise CodecError(f"entry id {rid[:60]!r} differs from the envelope's record_id")
+    if record.schema_version != int(version):
+        problem = schema_problem(record.schema_version, name="schema_version") or (
+            f"schema_version {record.schema_version} differs from the entry's version {version!r}"
+        )
+        raise CodecError(f"invalid record: {problem}")
     problem = record_problem(record)
     if problem is not None:
         raise CodecError(f"invalid record: {problem}")

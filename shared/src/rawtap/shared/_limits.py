@@ -12,7 +12,7 @@ row stored by an older release stays readable whatever the limits become.
 
 from typing import TYPE_CHECKING
 
-from rawtap.shared._record import SCHEMA_VERSION, Record
+from rawtap.shared._record import Chunk, Record
 
 if TYPE_CHECKING:  # _report imports this module
     from rawtap.shared._report import ProducerReport
@@ -53,13 +53,27 @@ def _too_long(text: str) -> bool:
     )
 
 
+def _chunks_in_range(chunks: list[Chunk]) -> bool:
+    # min/max run in C: a streamed record has tens to hundreds of chunks.
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+    offsets, sizes = zip(*chunks, strict=True)
+    return (
+        min(offsets) >= 0
+        and min(sizes) >= 0
+        and max(offsets) <= I64_MAX
+        and (max(sizes) <= I64_MAX)
+    )
+
+
 def record_problem(record: Record) -> str | None:
-    """Why a worker must refuse ``record`` (one line), or None when it may be stored."""
-    if record.schema_version != SCHEMA_VERSION:
-        return (
-            f"schema_version {record.schema_version} is not supported "
-            f"(this release writes and reads version {SCHEMA_VERSION})"
-        )
+    """Why a worker must refuse ``record`` (one line), or None when it may be stored.
+
+    Part of :func:`rawtap.shared.decode_entry`'s one pass, after the model's own
+    validation (types, ``seq`` and ``masked`` not negative, chunks covering the
+    body) and the schema rule (:func:`rawtap.shared.schema_problem`), which it
+    does not repeat.
+    """
     for name in ("record_id", "producer_id"):
         if _too_long(getattr(record, name)):
             return f"{name} is longer than {ID_MAX_BYTES} bytes"
@@ -89,9 +103,13 @@ def record_problem(record: Record) -> str | None:
             return f"{name} hold {size} bytes (at most {MAX_HEADER_BYTES})"
     if len(record.chunks) > MAX_CHUNKS:
         return f"chunks has {len(record.chunks)} entries (at most {MAX_CHUNKS})"
-    for i, chunk in enumerate(record.chunks):
-        if _out_of_range(chunk.offset_ns) or _out_of_range(chunk.size):
-            return f"chunk {i} ({chunk.offset_ns} ns, {chunk.size} bytes) is out of range"
+    if record.chunks and not _chunks_in_range(record.chunks):
+        i, chunk = next(
+            (i, c)
+            for i, c in enumerate(record.chunks)
+            if _out_of_range(c.offset_ns) or _out_of_range(c.size)
+        )
+        return f"chunk {i} ({chunk.offset_ns} ns, {chunk.size} bytes) is out of range"
     for name in ("masked_in", "masked_digests"):
         if len(getattr(record, name)) > MAX_LIST_ITEMS:
             return f"{name} has more than {MAX_LIST_ITEMS} items"

@@ -16,7 +16,7 @@ import orjson
 
 from rawtap.consumer.derivation import Derived, ToolCall
 from rawtap.consumer.store._sink import RecordSummary, StoredRecord
-from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope
+from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope, schema_problem
 
 I64_MIN = -(2**63)
 I64_MAX = 2**63 - 1
@@ -203,8 +203,8 @@ def record_from_row(
 ) -> Record:
     """Rebuild a record from its stored envelope and bodies.
 
-    Raises :class:`CodecError` for a corrupted envelope or a schema version
-    newer than this release reads.
+    Raises :class:`CodecError` for a corrupted envelope or a schema version this
+    release does not read (:func:`rawtap.shared.schema_problem`, the rule of ingress).
     """
     try:
         data = orjson.loads(bytes(envelope))
@@ -212,12 +212,10 @@ def record_from_row(
         raise CodecError(f"stored record {record_id} is corrupted: envelope is not JSON") from e
     if not isinstance(data, dict):
         raise CodecError(f"stored record {record_id} is corrupted: envelope is not an object")
-    version = data.get("schema_version")
-    if isinstance(version, int) and version > SCHEMA_VERSION:
-        raise CodecError(
-            f"stored record {record_id} has schema version {version}; this release reads "
-            f"up to {SCHEMA_VERSION}: upgrade rawtap"
-        )
+    # The rule an entry met on ingress (an envelope without the field is the current version).
+    problem = schema_problem(data.get("schema_version", SCHEMA_VERSION))
+    if problem is not None:
+        raise CodecError(f"stored record {record_id}: {problem}")
     data["request_body"] = bytes(request_body)
     data["body"] = bytes(body)
     try:

@@ -8,7 +8,8 @@ shown and requeued with the functions here).
 
 from rawtap.consumer.worker._dead_letters import get_dead_letter, list_dead_letters, requeue
 from rawtap.consumer.worker._redis import RedisUnavailable, connect, describe
-from rawtap.consumer.worker._worker import Worker, WorkerStats
+from rawtap.consumer.worker._stats import WorkerStats
+from rawtap.consumer.worker._worker import Worker
 
 __all__ = [
     "RedisUnavailable",

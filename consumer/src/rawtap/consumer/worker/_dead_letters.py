@@ -11,9 +11,27 @@ from dataclasses import dataclass
 
 import redis
 
+from rawtap.consumer.store import DeadLetter
 from rawtap.shared import ENTRY_RECORD_ID, reply_text
 
 _FIELD_PREFIX = b"f:"
+
+
+def dead_letter_fields(
+    dead: DeadLetter, fields: dict[bytes, bytes], group: str, consumer: str
+) -> dict[bytes, bytes]:
+    """The dead-letter stream entry for ``dead``: why and where from, and the entry's own fields."""
+    entry = {
+        b"origin_stream": dead.stream.encode(),
+        b"origin_id": dead.entry_id.encode(),
+        b"group": group.encode(),
+        b"consumer": consumer.encode(),
+        b"error": dead.error.encode(),
+        b"deliveries": str(dead.deliveries).encode(),
+        b"dead_at_ms": str(dead.dead_at_ns // 1_000_000).encode(),
+    }
+    entry.update({_FIELD_PREFIX + name: value for name, value in fields.items()})
+    return entry
 
 
 @dataclass(frozen=True, slots=True)

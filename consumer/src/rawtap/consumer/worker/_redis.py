@@ -5,6 +5,9 @@ must not hit the socket timeout, so reads get ``block`` plus the timeout.
 ``redis+cluster://`` URLs (or ``cluster=True``) give the Redis Cluster client.
 """
 
+import logging
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import redis
@@ -13,6 +16,8 @@ from rawtap.shared import RawtapError, WorkerSettings, display_url, open_redis, 
 
 if TYPE_CHECKING:
     from rawtap.shared import RedisClient
+
+logger = logging.getLogger(__name__)
 
 
 class RedisUnavailable(RawtapError):
@@ -28,6 +33,46 @@ def connect(settings: WorkerSettings, *, name: str = "rawtap-worker") -> "RedisC
         connect_timeout=settings.connect_timeout_s,
         name=name,
     )
+
+
+def wait_for_redis(
+    settings: WorkerSettings, stopping: threading.Event, *, first_s: float, max_s: float
+) -> "RedisClient | None":
+    """Connect, waiting with backoff while Redis does not answer; None if stopped meanwhile.
+
+    Logs once when Redis is found down and once when it answers. Refused
+    credentials or permissions are not waited for: they raise at once.
+    """
+    delay = first_s
+    down_since: float | None = None
+    while not stopping.is_set():
+        client = None
+        try:
+            client = connect(settings, name=f"rawtap-worker:{settings.consumer}")
+            client.ping()
+        except (redis.AuthenticationError, redis.ResponseError):
+            if client is not None:
+                client.close()
+            raise
+        except redis.RedisError as e:
+            if client is not None:
+                client.close()
+            if down_since is None:
+                down_since = time.monotonic()
+                logger.warning(
+                    "%s; waiting for it (retrying with backoff up to %.0fs)",
+                    describe(e, settings.redis_url),
+                    max_s,
+                )
+            stopping.wait(delay)
+            delay = min(delay * 2, max_s)
+            continue
+        if down_since is not None:
+            logger.warning(
+                "Redis answers again after %.1fs; starting", time.monotonic() - down_since
+            )
+        return client
+    return None
 
 
 def ensure_group(client: "RedisClient", stream: str, group: str) -> bool:

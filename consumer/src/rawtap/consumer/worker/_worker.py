@@ -1,14 +1,15 @@
 """The Worker: one consumer-group member that moves records from a stream to a sink.
 
-The loop, per batch::
+The loop, per shard::
 
     XREADGROUP  own pending entries first (after a restart), then ">" with COUNT/BLOCK
     XAUTOCLAIM  every claim interval: entries idle past claim_idle in dead consumers
-      → decode and validate each entry (producer reports are accounted, not stored)
-      → sink.write(records)          one transaction, idempotent on record_id
-      → sink.write_accounting(...)   dead letters, reports, trimmed ids
-      → XADD dead letters            to the dead-letter stream, for inspection/requeue
-      → XACK everything handled      only after the commits
+                (worker._recovery)
+      → one batch: triage, derive, commit, ledger, dead letters, XACK (worker._batch)
+
+This module owns the lifecycle (sink, Redis, signals, telemetry), the shards
+and the loop over them; a batch's sorting is IO-free (worker._triage) and its
+commit with retry and bisection is worker._commit.
 
 A crash anywhere before XACK leaves the entries pending; the restarted worker
 (same consumer name) reads its pending list before anything new, and other
@@ -35,52 +36,28 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
 import redis
 
-from rawtap.consumer.derivation import Derived, derive_all
-from rawtap.consumer.store import (
-    Accounting,
-    DeadLetter,
-    LedgerReader,
-    RetentionSchedule,
-    Sink,
-    SinkError,
-    open_sink,
-)
-from rawtap.consumer.telemetry import CommittedBatch, WorkerTelemetry, WorkerView
-from rawtap.consumer.worker._redis import connect, describe, ensure_group
-from rawtap.shared import (
-    ENTRY_ENVELOPE,
-    ENTRY_RECORD_ID,
-    CodecError,
-    Record,
-    StreamNames,
-    WorkerSettings,
-    decode_entry,
-    decode_report,
-    is_report,
-    load_settings,
-)
+from rawtap.consumer.store import LedgerReader, RetentionSchedule, Sink, open_sink
+from rawtap.consumer.telemetry import WorkerTelemetry, WorkerView
+from rawtap.consumer.worker._batch import BatchHandler
+from rawtap.consumer.worker._commit import Committer, Stopped
+from rawtap.consumer.worker._recovery import Recovery
+from rawtap.consumer.worker._redis import connect, describe, ensure_group, wait_for_redis
+from rawtap.consumer.worker._stats import BACKOFF_FIRST_S, BACKOFF_MAX_S, WorkerStats
+from rawtap.consumer.worker._triage import Entry
+from rawtap.shared import StreamNames, WorkerSettings, load_settings
 
 if TYPE_CHECKING:
     from rawtap.shared import RedisClient
 
 logger = logging.getLogger(__name__)
 
-_BACKOFF_FIRST_S = 0.1
-_BACKOFF_MAX_S = 5.0
-
-Entry = tuple[bytes, dict[bytes, bytes] | None]
-
-
-class _Stopped(Exception):
-    """Raised inside a commit retry when a stop was requested and the sink is still down."""
+__all__ = ["Worker", "WorkerStats"]
 
 
 @dataclass(slots=True)
@@ -94,33 +71,7 @@ class _Shard:
     had_group: bool = False
     """The group existed once: creating it again means Redis lost it."""
     retry_at: float = 0.0
-    delay: float = _BACKOFF_FIRST_S
-
-
-@dataclass(slots=True)
-class WorkerStats:
-    """What a worker has done since it started."""
-
-    batches: int = 0
-    read: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    reports: int = 0
-    dead_lettered: int = 0
-    trimmed_lost: int = 0
-    claimed: int = 0
-    acked: int = 0
-    sink_errors: int = 0
-    redis_errors: int = 0
-    groups_created: int = 0
-    consumers_removed: int = 0
-    derive_failures: int = 0
-    purged: int = 0
-    ledger_refused: int = 0
-
-    def summary(self) -> str:
-        """One dense line of counters for logs."""
-        return " ".join(f"{k}={v}" for k, v in asdict(self).items())
+    delay: float = BACKOFF_FIRST_S
 
 
 class Worker:
@@ -180,6 +131,17 @@ class Worker:
             ledger=self._ledger_reader,
         )
         self.telemetry.observe(self._telemetry_view)
+        committer = Committer(self.stats, self._stopping)
+        self._batches = BatchHandler(
+            self.settings, self.dead_letter_stream, self.stats, committer, self.telemetry
+        )
+        self._recovery = Recovery(
+            self.settings,
+            self.stats,
+            self._stopping,
+            committer,
+            functools.partial(self._batches.handle, recovered=True),
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -204,7 +166,9 @@ class Worker:
                 self._sink = open_sink(self.settings.sink_url)
             self._ledger_reader.sink = self._sink
             if self._client is None:
-                self._client = self._wait_for_redis()
+                self._client = wait_for_redis(
+                    self.settings, self._stopping, first_s=BACKOFF_FIRST_S, max_s=BACKOFF_MAX_S
+                )
             if self._client is not None:
                 self._loop(self._client, self._sink)
         finally:
@@ -220,44 +184,6 @@ class Worker:
                 self.stats.summary(),
             )
         return self.stats
-
-    def _wait_for_redis(self) -> "RedisClient | None":
-        """Connect, waiting with backoff while Redis does not answer; None if stopped meanwhile.
-
-        Logs once when Redis is found down and once when it answers. Refused
-        credentials or permissions are not waited for: they raise at once.
-        """
-        delay = _BACKOFF_FIRST_S
-        down_since: float | None = None
-        while not self._stopping.is_set():
-            client = None
-            try:
-                client = connect(self.settings, name=f"rawtap-worker:{self.settings.consumer}")
-                client.ping()
-            except (redis.AuthenticationError, redis.ResponseError):
-                if client is not None:
-                    client.close()
-                raise
-            except redis.RedisError as e:
-                if client is not None:
-                    client.close()
-                if down_since is None:
-                    down_since = time.monotonic()
-                    logger.warning(
-                        "%s; waiting for it (retrying with backoff up to %.0fs)",
-                        describe(e, self.settings.redis_url),
-                        _BACKOFF_MAX_S,
-                    )
-                self._stopping.wait(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-                continue
-            if down_since is not None:
-                logger.warning(
-                    "Redis answers again after %.1fs; starting",
-                    time.monotonic() - down_since,
-                )
-            return client
-        return None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         logger.info(
@@ -302,7 +228,7 @@ class Worker:
                     break
                 try:
                     found |= self._step(client, sink, shard, claim=claim, block=block)
-                except _Stopped:
+                except Stopped:
                     return
                 except redis.RedisError as e:
                     self._shard_failed(shard, e)
@@ -323,20 +249,21 @@ class Worker:
                 log("created consumer group %s on %s", self.settings.group, shard.stream)
             shard.group_ready = shard.had_group = True
         if claim:
-            self._claim(client, sink, shard.stream)
+            self._claim_at = time.monotonic() + self._claim_every_s
+            self._recovery.claim(client, sink, shard.stream)
         if shard.cursor is not None:
             entries = self._read(client, shard.stream, shard.cursor, block=None)
             if not entries:
                 shard.cursor = None  # own pending list done: read new entries right away
                 return True
             shard.cursor = entries[-1][0]
-            self._handle(client, sink, shard.stream, entries, recovered=True)
+            self._batches.handle(client, sink, shard.stream, entries, recovered=True)
         else:
             entries = self._read(client, shard.stream, b">", block=block)
             if not entries:
                 return False
-            self._handle(client, sink, shard.stream, entries, recovered=False)
-        shard.delay = _BACKOFF_FIRST_S
+            self._batches.handle(client, sink, shard.stream, entries, recovered=False)
+        shard.delay = BACKOFF_FIRST_S
         return True
 
     def _shard_failed(self, shard: _Shard, error: redis.RedisError) -> None:
@@ -355,7 +282,7 @@ class Worker:
             shard.delay,
         )
         shard.retry_at = time.monotonic() + shard.delay
-        shard.delay = min(shard.delay * 2, _BACKOFF_MAX_S)
+        shard.delay = min(shard.delay * 2, BACKOFF_MAX_S)
 
     def _read(
         self, client: "RedisClient", stream: str, cursor: bytes, block: int | None
@@ -373,315 +300,3 @@ class Worker:
         if isinstance(reply, dict):
             return cast(list[Entry], list(next(iter(reply.values()))[0]))
         return cast(list[Entry], list(reply[0][1]))
-
-    # -- reclaiming from dead consumers -------------------------------------------
-
-    def _claim(self, client: "RedisClient", sink: Sink, stream: str) -> None:
-        """Take over entries idle past ``claim_idle`` (XAUTOCLAIM, following its cursor)."""
-        self._claim_at = time.monotonic() + self._claim_every_s
-        start = b"0-0"
-        while not self._stopping.is_set():
-            reply = client.xautoclaim(
-                stream,
-                self.settings.group,
-                self.settings.consumer,
-                min_idle_time=self.settings.claim_idle_ms,
-                start_id=start,
-                count=self.settings.batch_size,
-            )
-            start = reply[0]
-            # Redis 7 lists pending ids whose entries were trimmed (and drops them from
-            # the pending list); Redis 6.2 returns them as (None, None) pairs instead,
-            # ids unknown: those stay in the pending list until XPENDING names them.
-            entries = [e for e in reply[1] if e and e[0] is not None]
-            deleted = list(reply[2]) if len(reply) > 2 else []
-            if len(entries) < len(reply[1]):
-                self._clear_trimmed_pending(client, sink, stream)
-            if deleted:
-                self._account_trimmed(
-                    sink, stream, [d if isinstance(d, bytes) else bytes(d) for d in deleted]
-                )
-            if entries:
-                self.stats.claimed += len(entries)
-                logger.info(
-                    "reclaimed %d entries idle for %d ms from other consumers",
-                    len(entries),
-                    self.settings.claim_idle_ms,
-                )
-                self._handle(client, sink, stream, entries, recovered=True)
-            if start in (b"0-0", "0-0"):
-                break
-        self._remove_dead_consumers(client, stream)
-
-    def _clear_trimmed_pending(self, client: "RedisClient", sink: Sink, stream: str) -> None:
-        """Redis 6.2: find claimed pending ids with no entry left, account and acknowledge them."""
-        rows = client.xpending_range(
-            stream, self.settings.group, "-", "+", 10_000, consumername=self.settings.consumer
-        )
-        gone = []
-        for row in rows:
-            entry_id = cast(bytes, row["message_id"])
-            if not client.xrange(stream, min=entry_id, max=entry_id):
-                gone.append(entry_id)
-        if gone:
-            self._account_trimmed(sink, stream, gone)
-            client.xack(stream, self.settings.group, *gone)
-
-    def _remove_dead_consumers(self, client: "RedisClient", stream: str) -> None:
-        """Delete consumers with nothing pending that have been silent for a long time.
-
-        Only after their pending entries were reclaimed: deleting a consumer
-        with pending entries would lose them (``XGROUP DELCONSUMER``).
-        """
-        expiry = self.settings.consumer_expiry_ms
-        for info in client.xinfo_consumers(stream, self.settings.group):
-            name = info["name"]
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            if name == self.settings.consumer or int(info["pending"]) or int(info["idle"]) < expiry:
-                continue
-            client.xgroup_delconsumer(stream, self.settings.group, name)
-            self.stats.consumers_removed += 1
-            logger.info("removed consumer %s: idle %d ms with nothing pending", name, info["idle"])
-
-    # -- one batch -----------------------------------------------------------------
-
-    def _deliveries(
-        self, client: "RedisClient", stream: str, entries: Sequence[Entry]
-    ) -> dict[bytes, int]:
-        rows = client.xpending_range(
-            stream,
-            self.settings.group,
-            min=entries[0][0],
-            max=entries[-1][0],
-            # Our pending list may hold more ids between these two than the batch has.
-            count=max(len(entries) * 4, 10_000),
-            consumername=self.settings.consumer,
-        )
-        return {cast(bytes, row["message_id"]): int(row["times_delivered"]) for row in rows}
-
-    def _handle(
-        self,
-        client: "RedisClient",
-        sink: Sink,
-        stream: str,
-        entries: Sequence[Entry],
-        *,
-        recovered: bool,
-    ) -> None:
-        started_ns = time.time_ns()
-        self.stats.batches += 1
-        self.stats.read += len(entries)
-        deliveries = self._deliveries(client, stream, entries) if recovered else {}
-        accounting = Accounting(stream=stream)
-        records: list[tuple[bytes, Record]] = []
-        letters: list[tuple[bytes, dict[bytes, bytes], DeadLetter]] = []
-        now = time.time_ns()
-        for entry_id, fields in entries:
-            if not fields:
-                # A pending id whose entry MAXLEN trimmed away: the data is gone.
-                accounting.trimmed.append(entry_id.decode())
-                continue
-            delivered = deliveries.get(entry_id, 1)
-            if delivered > self.settings.max_deliveries:
-                error = f"delivered {delivered} times without being committed"
-                letter = self._letter(stream, entry_id, fields, error, delivered, now)
-                letters.append((entry_id, fields, letter))
-                continue
-            try:
-                if is_report(fields):
-                    accounting.reports.append(decode_report(fields))
-                else:
-                    records.append((entry_id, decode_entry(fields)))
-            except CodecError as e:
-                letter = self._letter(stream, entry_id, fields, str(e), delivered, now)
-                letters.append((entry_id, fields, letter))
-        # Derivation never raises; a body no parser can read is counted and stored raw.
-        derived = derive_all([r for _, r in records])
-        self.stats.derive_failures += sum(d.failed for d in derived)
-        commit_started = time.perf_counter()
-        refused = self._commit(sink, [r for _, r in records], derived)
-        commit_s = time.perf_counter() - commit_started
-        by_record = {id(rec): (entry_id, rec) for entry_id, rec in records}
-        for rec, error in refused:
-            entry_id, _ = by_record[id(rec)]
-            fields = next(f for i, f in entries if i == entry_id)
-            assert fields is not None
-            letters.append(
-                (
-                    entry_id,
-                    fields,
-                    self._letter(stream, entry_id, fields, error, deliveries.get(entry_id, 1), now),
-                )
-            )
-        accounting.dead.extend(letter for _, _, letter in letters)
-        if accounting:
-            self._write_ledger(sink, accounting)
-        if letters:
-            # The dead letters first, acknowledged only once Redis took them: an XADD
-            # refused (out of memory) must not leave an acknowledged entry nowhere.
-            dead = client.pipeline(transaction=False)
-            for entry_id, fields, letter in letters:
-                logger.warning("entry %s dead-lettered: %s", entry_id.decode(), letter.error)
-                dead.xadd(
-                    self.dead_letter_stream,
-                    self._dead_letter_entry(stream, entry_id, fields, letter),  # type: ignore[arg-type]
-                    maxlen=self.settings.dead_letter_maxlen,
-                    approximate=True,
-                )
-            dead.execute()
-        client.xack(stream, self.settings.group, *[entry_id for entry_id, _ in entries])
-        self.stats.reports += len(accounting.reports)
-        self.stats.dead_lettered += len(letters)
-        self.stats.trimmed_lost += len(accounting.trimmed)
-        self.stats.acked += len(entries)
-        if self.telemetry.enabled:  # after XACK; never raises
-            self.telemetry.batch_committed(
-                self._committed(
-                    stream, len(entries), records, derived, refused, started_ns, commit_s
-                )
-            )
-
-    def _committed(
-        self,
-        stream: str,
-        entries: int,
-        records: list[tuple[bytes, Record]],
-        derived: list[Derived],
-        refused: list[tuple[Record, str]],
-        started_ns: int,
-        commit_s: float,
-    ) -> CommittedBatch:
-        """What telemetry learns of a handled batch: the records stored, with their fields."""
-        refused_ids = {id(rec) for rec, _ in refused}
-        return CommittedBatch(
-            stream=stream,
-            group=self.settings.group,
-            consumer=self.settings.consumer,
-            entries=entries,
-            stored=tuple(
-                (rec, fields)
-                for (_, rec), fields in zip(records, derived, strict=True)
-                if id(rec) not in refused_ids
-            ),
-            refused=len(refused),
-            started_ns=started_ns,
-            commit_s=commit_s if records else None,
-        )
-
-    def _account_trimmed(self, sink: Sink, stream: str, entry_ids: list[bytes]) -> None:
-        accounting = Accounting(stream=stream, trimmed=[e.decode() for e in entry_ids])
-        self._write_ledger(sink, accounting)
-        self.stats.trimmed_lost += len(entry_ids)
-
-    def _commit(
-        self, sink: Sink, records: list[Record], derived: list[Derived]
-    ) -> list[tuple[Record, str]]:
-        """Commit ``records``; return those the sink refuses as data, with the reason."""
-        if not records:
-            return []
-        try:
-            stored = self._retry_sink(lambda: sink.write(records, time.time_ns(), derived))
-        except SinkError as e:
-            if len(records) == 1:
-                return [(records[0], f"refused by the sink: {e}")]
-            # Split to find the records the sink refuses; commit the rest.
-            half = len(records) // 2
-            return self._commit(sink, records[:half], derived[:half]) + self._commit(
-                sink, records[half:], derived[half:]
-            )
-        self.stats.stored += stored
-        self.stats.duplicates += len(records) - stored
-        return []
-
-    def _write_ledger(self, sink: Sink, accounting: Accounting) -> None:
-        """Commit the ledger; what the sink refuses as data is logged and counted, never fatal.
-
-        A ledger row describes an entry that may be garbage (that is why it is a
-        dead letter): one the store refuses must not stop the worker, nor be
-        retried forever. Split the batch to keep every row the store accepts.
-        """
-        try:
-            self._retry_sink(lambda: sink.write_accounting(accounting))
-        except SinkError as e:
-            parts = accounting.split()
-            if len(parts) > 1:
-                for part in parts:
-                    self._write_ledger(sink, part)
-                return
-            self.stats.ledger_refused += 1
-            logger.warning("ledger row refused by the sink, not recorded (%s): %s", accounting, e)
-
-    def _retry_sink(self, write: "Any") -> Any:
-        """Run a sink write, retrying transient failures with backoff; raise data errors.
-
-        An unexpected exception from a sink (a bug, a value a driver cannot adapt)
-        is treated as a data error, so the batch is split and the culprit
-        dead-lettered rather than the worker stopped.
-        """
-        delay = _BACKOFF_FIRST_S
-        while True:
-            try:
-                try:
-                    return write()
-                except SinkError:
-                    raise
-                except Exception as e:
-                    raise SinkError(f"{type(e).__name__}: {e}", transient=False) from e
-            except SinkError as e:
-                if not e.transient:
-                    raise
-                self.stats.sink_errors += 1
-                if self._stopping.is_set():
-                    logger.warning("sink still failing at stop; leaving the batch pending: %s", e)
-                    raise _Stopped from e
-                logger.warning(
-                    "sink write failed, nothing acknowledged: %s; retrying in %.1fs", e, delay
-                )
-                self._stopping.wait(delay)
-                delay = min(delay * 2, _BACKOFF_MAX_S)
-
-    def _letter(
-        self,
-        stream: str,
-        entry_id: bytes,
-        fields: dict[bytes, bytes],
-        error: str,
-        deliveries: int,
-        now: int,
-    ) -> DeadLetter:
-        record_id = fields.get(ENTRY_RECORD_ID)
-        producer_id: str | None = None
-        seq: int | None = None
-        try:  # best effort: name the producer and seq so reconciliation can account for it
-            envelope = orjson.loads(fields.get(ENTRY_ENVELOPE, b""))
-            if isinstance(envelope, dict):
-                pid, s = envelope.get("producer_id"), envelope.get("seq")
-                producer_id = pid if isinstance(pid, str) else None
-                seq = s if isinstance(s, int) else None
-        except orjson.JSONDecodeError:
-            pass
-        return DeadLetter(
-            stream=stream,
-            entry_id=entry_id.decode(),
-            error=error,
-            deliveries=deliveries,
-            dead_at_ns=now,
-            record_id=record_id.decode("utf-8", "replace") if record_id else None,
-            producer_id=producer_id,
-            seq=seq,
-        )
-
-    def _dead_letter_entry(
-        self, stream: str, entry_id: bytes, fields: dict[bytes, bytes], letter: DeadLetter
-    ) -> dict[bytes, bytes]:
-        entry = {
-            b"origin_stream": stream.encode(),
-            b"origin_id": entry_id,
-            b"group": self.settings.group.encode(),
-            b"consumer": self.settings.consumer.encode(),
-            b"error": letter.error.encode(),
-            b"deliveries": str(letter.deliveries).encode(),
-            b"dead_at_ms": str(letter.dead_at_ns // 1_000_000).encode(),
-        }
-        entry.update({b"f:" + name: value for name, value in fields.items()})
-        return entry
