@@ -54,6 +54,14 @@ def test_a_good_record_is_kept_with_its_entry_id() -> None:
     assert (out.reports, out.letters, out.trimmed) == ([], [], [])
 
 
+def test_each_record_keeps_its_envelope_as_it_arrived() -> None:
+    entry = encode_entry(_record(1))
+    spaced = orjson.dumps(orjson.loads(entry[b"env"]), option=orjson.OPT_INDENT_2)
+    out = _sorted([(b"1-0", _bad()), (b"2-0", {**entry, b"env": spaced}), (b"3-0", entry)])
+    assert [entry_id for entry_id, _ in out.records] == [b"2-0", b"3-0"]
+    assert out.envelopes == [spaced, entry[b"env"]]  # one per record, the refused one skipped
+
+
 def test_a_report_is_accounted_not_stored() -> None:
     report = ProducerReport(producer_id="p" * 16, next_seq=3, dropped={"full": [(1, 1)]}, at_ns=1)
     out = _sorted([(b"1-0", encode_report(report))])

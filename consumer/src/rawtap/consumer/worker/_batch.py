@@ -70,7 +70,7 @@ class BatchHandler:
         derived = derive_all(records)
         stats.derive_failures += sum(d.failed for d in derived)
         commit_started = time.perf_counter()
-        refused = self._committer.commit(sink, records, derived)
+        refused = self._committer.commit(sink, records, derived, sorted_.envelopes)
         commit_s = time.perf_counter() - commit_started
         letters = sorted_.letters
         if refused:

@@ -35,21 +35,24 @@ class Committer:
         self._stopping = stopping
 
     def commit(
-        self, sink: Sink, records: list[Record], derived: list[Derived]
+        self, sink: Sink, records: list[Record], derived: list[Derived], envelopes: list[bytes]
     ) -> list[tuple[Record, str]]:
-        """Commit ``records``; return those the sink refuses as data, with the reason."""
+        """Commit ``records`` (with their fields and envelopes as received); return those
+        the sink refuses as data, with the reason."""
         if not records:
             return []
         try:
-            stored = self.retry(lambda: sink.write(records, time.time_ns(), derived))
+            stored = self.retry(
+                lambda: sink.write(records, time.time_ns(), derived, envelopes=envelopes)
+            )
         except SinkError as e:
             if len(records) == 1:
                 return [(records[0], f"refused by the sink: {e}")]
             # Split to find the records the sink refuses; commit the rest.
             half = len(records) // 2
-            return self.commit(sink, records[:half], derived[:half]) + self.commit(
-                sink, records[half:], derived[half:]
-            )
+            return self.commit(
+                sink, records[:half], derived[:half], envelopes[:half]
+            ) + self.commit(sink, records[half:], derived[half:], envelopes[half:])
         self._stats.stored += stored
         self._stats.duplicates += len(records) - stored
         return []

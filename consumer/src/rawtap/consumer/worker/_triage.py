@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from rawtap.consumer.store import DeadLetter
 from rawtap.shared import (
+    ENTRY_ENVELOPE,
     ENTRY_RECORD_ID,
     CodecError,
     EntryError,
@@ -45,6 +46,8 @@ class Triage:
 
     records: list[tuple[bytes, Record]] = field(default_factory=list)
     """Valid records with their entry ids, in stream order."""
+    envelopes: list[bytes] = field(default_factory=list)
+    """Each record's envelope as it arrived (validated by its decoding), stored as is."""
     reports: list[ProducerReport] = field(default_factory=list)
     letters: list[Letter] = field(default_factory=list)
     """Entries that can never be stored: over-delivered, undecodable, invalid."""
@@ -89,6 +92,7 @@ def triage(
             continue
         try:
             out.records.append((entry_id, decode_entry(fields)))
+            out.envelopes.append(fields[ENTRY_ENVELOPE])
         except EntryError as e:
             out.letters.append(
                 letter(stream, entry_id, fields, str(e), delivered, now_ns, e.producer_id, e.seq)
