@@ -19,14 +19,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, unquote
 
-from rawtap.tools.fake_provider import _anthropic, _gemini, _openai, _openrouter
-from rawtap.tools.fake_provider._http import (
-    ClientGone,
-    Handler,
-    ResponseWriter,
-    Server,
-    accepts_gzip,
-)
+from rawtap.tools.fake_provider import _anthropic, _gemini, _http, _openai, _openrouter
+from rawtap.tools.fake_provider._http import ClientGone, Handler, ResponseWriter, Server
 from rawtap.tools.fake_provider._log import Exchange, ExchangeLog, RecordedRequest
 from rawtap.tools.fake_provider._reply import REASONS, Call, Reply
 from rawtap.tools.fake_provider._scenario import (
@@ -394,7 +388,7 @@ class FakeProvider:
         writer.write(
             reply,
             gzip=scenario.gzip
-            and accepts_gzip(exchange.request.header("accept-encoding"), scenario.coding),
+            and _http.accepts_gzip(exchange.request.header("accept-encoding"), scenario.coding),
             trailer=scenario.gzip_trailer,
             coding=scenario.coding,
             delay=scenario.chunk_delay,
