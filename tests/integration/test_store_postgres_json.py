@@ -8,6 +8,7 @@ an upgrade of a store written by the previous schema.
 
 from __future__ import annotations
 
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
@@ -26,7 +27,14 @@ def _record() -> Record:
     return make_record(
         body=b'{"id": "x"}',
         url=CHAT,
-        headers=[("set-cookie", "a"), ("Set-Cookie", "b"), ("x-odd", "nul\x00here")],
+        headers=[
+            ("set-cookie", "a"),
+            ("Set-Cookie", "b"),
+            ("x-odd", "nul\x00here"),
+            ("x-two", "\x00\x00"),  # side by side: both replaced
+            ("x-text", "\\u0000"),  # a backslash and the text u0000: no NUL at all
+            ("x-both", "\\\x00"),  # a backslash, then a NUL
+        ],
         metadata={"endpoint": "chat", "tags": ["a", "b"], "n": 3},
         request_headers=[("content-type", "application/json")],
     )
@@ -63,6 +71,9 @@ def test_headers_and_metadata_are_stored_once_and_queried_through_records_json(
         ["set-cookie", "a"],
         ["Set-Cookie", "b"],
         ["x-odd", "nul\ufffdhere"],
+        ["x-two", "\ufffd\ufffd"],
+        ["x-text", "\\u0000"],
+        ["x-both", "\\\ufffd"],
     ]
     # ... while the record itself keeps the NUL.
     assert stored is not None
@@ -117,3 +128,19 @@ def test_a_schema_2_store_upgrades_and_its_rows_read_the_same(
         newer = make_record(url=CHAT, metadata={"endpoint": "new"})
         assert store.write([newer], 2, None) == 1  # a schema-3 write beside the old row
         assert store.count() == 2
+
+
+def test_fields_an_envelope_leaves_out_read_as_on_the_record(
+    postgres_url: str, pg_schema: str
+) -> None:
+    record = make_record(url=CHAT)
+    sparse = {
+        k: v
+        for k, v in orjson.loads(encode_envelope(record)).items()
+        if k not in ("request_headers", "response_headers", "metadata")
+    }
+    with open_sink(with_params(postgres_url, schema=pg_schema)) as store:
+        assert isinstance(store, PostgresSink)
+        assert store.write([record], 1, None, envelopes=[orjson.dumps(sparse)]) == 1
+        rows = store.execute("SELECT request_headers, response_headers, metadata FROM records_json")
+    assert rows == [([], [], {})]

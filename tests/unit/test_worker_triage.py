@@ -141,6 +141,17 @@ def test_one_schema_rule_for_entries_and_stored_rows(version: object, problem: s
     assert schema_problem(version) == problem
 
 
+@pytest.mark.parametrize("spelling", [1.0, "1", True, " 1"])
+def test_an_envelope_version_validation_would_coerce_is_refused_on_ingress(
+    spelling: object,
+) -> None:
+    # Stored as it arrived, it would be refused on every read (the rule of stored rows).
+    entry = encode_entry(_record())
+    entry[b"env"] = orjson.dumps({**orjson.loads(entry[b"env"]), "schema_version": spelling})
+    with pytest.raises(EntryError, match=r"schema_version .* is not supported"):
+        decode_entry(entry)
+
+
 def test_the_envelope_must_agree_with_the_entry_version() -> None:
     entry = encode_entry(_record())
     entry[b"env"] = orjson.dumps({**orjson.loads(entry[b"env"]), "schema_version": 99})

@@ -120,6 +120,11 @@ def _validate(
         raise CodecError(f"envelope is a JSON {type(envelope).__name__}, not an object")
     if _BODY_FIELDS & envelope.keys():
         raise CodecError("envelope must not carry the bodies")
+    # The rule on the value as sent, before validation coerces it (1.0, "1" and true would
+    # become 1): the envelope is stored as it arrived and read back under this same rule.
+    problem = schema_problem(envelope.get("schema_version", SCHEMA_VERSION), name="schema_version")
+    if problem is not None:
+        raise CodecError(f"invalid record: {problem}")
     envelope["request_body"] = fields[ENTRY_REQUEST_BODY]
     envelope["body"] = fields[ENTRY_BODY]
     try:

@@ -7,11 +7,13 @@ fault is narrowed down by splitting the batch until the refused records are
 alone; the rest is committed in the same delivery.
 """
 
+import functools
+import inspect
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store import Accounting, Sink, SinkError
@@ -25,6 +27,20 @@ T = TypeVar("T")
 
 class Stopped(Exception):
     """Raised inside a commit retry when a stop was requested and the sink is still down."""
+
+
+@functools.cache
+def takes_envelopes(sink_type: type[Any]) -> bool:
+    """Whether a sink class's ``write`` accepts ``envelopes=`` (added in schema 3's release).
+
+    A custom sink written to the earlier protocol gets its records without them (and
+    encodes them itself) instead of raising TypeError, which would dead-letter them all.
+    """
+    try:
+        parameters = inspect.signature(sink_type.write).parameters.values()
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return any(p.name == "envelopes" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class Committer:
@@ -42,9 +58,12 @@ class Committer:
         if not records:
             return []
         try:
-            stored = self.retry(
-                lambda: sink.write(records, time.time_ns(), derived, envelopes=envelopes)
-            )
+            if takes_envelopes(type(sink)):
+                stored = self.retry(
+                    lambda: sink.write(records, time.time_ns(), derived, envelopes=envelopes)
+                )
+            else:
+                stored = self.retry(lambda: sink.write(records, time.time_ns(), derived))
         except SinkError as e:
             if len(records) == 1:
                 return [(records[0], f"refused by the sink: {e}")]

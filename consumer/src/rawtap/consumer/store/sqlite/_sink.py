@@ -1,7 +1,7 @@
 """SqliteSink: the embedded default store (one file, WAL mode).
 
 One table, ``records``: the columns people filter on, the derived fields, the
-JSON envelope (every field but the bodies, exactly the shared schema) and the
+JSON envelope (every field but the bodies, as the producer sent it) and the
 two bodies as BLOBs. ``INSERT OR IGNORE`` on the ``record_id`` primary key makes
 writes idempotent, so a redelivered entry never becomes a second row. The schema
 is created and upgraded from the versioned files in ``migrations/sqlite/``,
