@@ -134,11 +134,11 @@ def _validate(
     rid = fields.get(ENTRY_RECORD_ID)
     if rid is not None and rid != record.record_id.encode():
         raise CodecError(f"entry id {rid[:60]!r} differs from the envelope's record_id")
-    if record.schema_version != int(version):
-        problem = schema_problem(record.schema_version, name="schema_version") or (
-            f"schema_version {record.schema_version} differs from the entry's version {version!r}"
+    if record.schema_version != int(version):  # both readable (checked above), yet unequal
+        raise CodecError(
+            f"invalid record: schema_version {record.schema_version} differs from the "
+            f"entry's version {version!r}"
         )
-        raise CodecError(f"invalid record: {problem}")
     problem = record_problem(record)
     if problem is not None:
         raise CodecError(f"invalid record: {problem}")

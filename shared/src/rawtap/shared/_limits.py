@@ -59,10 +59,7 @@ def _chunks_in_range(chunks: list[Chunk]) -> bool:
     sizes: tuple[int, ...]
     offsets, sizes = zip(*chunks, strict=True)
     return (
-        min(offsets) >= 0
-        and min(sizes) >= 0
-        and max(offsets) <= I64_MAX
-        and (max(sizes) <= I64_MAX)
+        min(offsets) >= 0 and min(sizes) >= 0 and max(offsets) <= I64_MAX and max(sizes) <= I64_MAX
     )
 
 

@@ -47,12 +47,14 @@ def _request_id(record: Record) -> str | None:
     return None
 
 
-def derive(record: Record) -> Derived:
+def derive(record: Record, *, with_request_model: bool = False) -> Derived:
     """The derived fields of ``record``; never raises (a failure is in ``parse_error``).
 
     Secrets the producer could only digest (split over stream deltas) are masked.
+    ``with_request_model`` fills ``request_model`` (telemetry's ``gen_ai.request.model``);
+    otherwise the request body is parsed only when the response names no model.
     """
-    derived = _derive(record)
+    derived = _derive(record, with_request_model)
     if record.masked_digests:
         try:
             return mask_derived(derived, record)
@@ -62,22 +64,31 @@ def derive(record: Record) -> Derived:
     return derived
 
 
-def _derive(record: Record) -> Derived:
-    # The request body is parsed here once for its model: the fallback when the
-    # response names none, and telemetry's gen_ai.request.model.
-    requested = request_model(record)
-    base: dict[str, Any] = {"request_id": _request_id(record), "request_model": requested}
+def _derive(record: Record, with_request_model: bool) -> Derived:
+    # The request body (a prompt can be megabytes) is parsed at most once for its model:
+    # when asked for, or as the fallback when the response names none.
+    known: list[str | None] = [request_model(record)] if with_request_model else []
+
+    def requested() -> str | None:
+        if not known:
+            known.append(request_model(record))
+        return known[0]
+
+    base: dict[str, Any] = {
+        "request_id": _request_id(record),
+        "request_model": known[0] if known else None,
+    }
     parser: Parser | None = None
     try:
         body = body_of(record)
         head = body.head
         parser = pick_by_url(record.url) or pick_by_content(record.provider, head)
         if parser is None:
-            return Derived(**base, model=requested)
+            return Derived(**base, model=requested())
         base.update(parser=parser.name, parser_version=parser.version)
         if not head.strip():
             # Nothing to parse: an empty body is not a failure.
-            return Derived(**base, model=requested)
+            return Derived(**base, model=requested())
         fields = Fields()
         if looks_like_sse(head):
             parser.read_stream(sse_events(body.pieces, body.joined), body, fields)
@@ -88,11 +99,11 @@ def _derive(record: Record) -> Derived:
                 fields.ttft_ns = record.first_byte_ns  # a JSON body arrives all at once
         if not fields.seen:
             if record.status is not None and record.status >= 400:
-                return Derived(**base, model=requested, provider_error=f"HTTP {record.status}")
+                return Derived(**base, model=requested(), provider_error=f"HTTP {record.status}")
             raise ValueError(f"the body is not a {parser.name} response")  # noqa: TRY301
         return Derived(
             **base,
-            model=fields.model or requested,
+            model=fields.model or requested(),
             response_id=fields.response_id,
             input_tokens=fields.input_tokens,
             output_tokens=fields.output_tokens,
@@ -105,16 +116,18 @@ def _derive(record: Record) -> Derived:
             provider_error=fields.provider_error,
         )
     except (ValueError, BodyDecodeError) as e:
-        return _failure(record, base, e)
+        return _failure(record, base, requested(), e)
     except Exception as e:
         logger.debug(
             "parser %s crashed on %s", parser and parser.name, record.record_id, exc_info=True
         )
-        return _failure(record, base, e)
+        return _failure(record, base, requested(), e)
 
 
-def _failure(record: Record, base: dict[str, Any], error: Exception) -> Derived:
-    base = {**base, "model": base.get("model") or base["request_model"]}
+def _failure(
+    record: Record, base: dict[str, Any], requested: str | None, error: Exception
+) -> Derived:
+    base = {**base, "model": requested}
     if record.status is not None and record.status >= 400:
         # An error page (HTML, plain text) is the provider's answer, not a parser failure.
         snippet = record.body[:200].decode("utf-8", errors="replace").strip()
@@ -123,9 +136,9 @@ def _failure(record: Record, base: dict[str, Any], error: Exception) -> Derived:
     return Derived(**base, parse_error=message)
 
 
-def derive_all(records: Sequence[Record]) -> list[Derived]:
+def derive_all(records: Sequence[Record], *, with_request_model: bool = False) -> list[Derived]:
     """``derive`` for each record, in order."""
-    return [derive(record) for record in records]
+    return [derive(record, with_request_model=with_request_model) for record in records]
 
 
 def is_stale(derived: Derived | None) -> bool:

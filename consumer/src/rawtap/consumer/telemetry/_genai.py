@@ -35,9 +35,9 @@ GenAi = tuple[dict[str, Any], str | None, str | None]
 def gen_ai_attributes(record: Record, fields: Derived) -> GenAi:
     """The GenAI attributes of a record, its operation name and request model.
 
-    The request model is the one ``derive`` read (``fields.request_model``): a
-    :class:`Derived` read back from a store has none, and its records then carry
-    no ``gen_ai.request.model`` (telemetry only sees what the worker derived).
+    The request model is the one ``derive`` read (``fields.request_model``: the worker
+    asks for it when telemetry is on); a :class:`Derived` read back from a store has
+    none, and its records then carry no ``gen_ai.request.model``.
     """
     operation = OPERATION.get(fields.parser or "")
     request_model = fields.request_model

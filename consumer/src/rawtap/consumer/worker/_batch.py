@@ -67,7 +67,8 @@ class BatchHandler:
         sorted_ = triage(stream, entries, deliveries, self._settings.max_deliveries, now)
         records = [record for _, record in sorted_.records]
         # Derivation never raises; a body no parser can read is counted and stored raw.
-        derived = derive_all(records)
+        # The request's model is read for telemetry only (gen_ai.request.model).
+        derived = derive_all(records, with_request_model=self._telemetry.enabled)
         stats.derive_failures += sum(d.failed for d in derived)
         commit_started = time.perf_counter()
         refused = self._committer.commit(sink, records, derived, sorted_.envelopes)
