@@ -2,7 +2,7 @@
 
 from typing import NamedTuple
 
-from rawtap.shared import Record
+from rawtap.shared import Record, decode_chunks
 
 SNIFF_BYTES = 4096
 
@@ -19,9 +19,16 @@ class Body(NamedTuple):
         return self.joined[:SNIFF_BYTES]
 
 
-def body_of(record: Record) -> Body:
-    """The response body of ``record``, decoded (raises ``BodyDecodeError``)."""
-    pieces = record.decoded_chunks()
+def body_of(record: Record, content_encoding: str | None) -> Body:
+    """The response body of ``record``, decoded (raises ``BodyDecodeError``).
+
+    ``content_encoding`` is its ``Content-Encoding`` header (the caller has read the
+    headers once; :meth:`Record.decoded_chunks` would scan them again).
+    """
+    if record.chunks:
+        pieces = decode_chunks(record.chunk_bytes(), content_encoding)
+    else:
+        pieces = decode_chunks([record.body] if record.body else [], content_encoding)
     if record.chunks:
         offsets: list[int | None] = [c.offset_ns for c in record.chunks]
     else:

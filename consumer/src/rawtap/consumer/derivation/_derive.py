@@ -39,9 +39,17 @@ def request_model(record: Record) -> str | None:
     return None
 
 
-def _request_id(record: Record) -> str | None:
+def _headers(record: Record) -> dict[str, str]:
+    """The response headers by lowercased name, the first of each name (one pass)."""
+    first: dict[str, str] = {}
+    for name, value in record.response_headers:
+        first.setdefault(name.lower(), value)
+    return first
+
+
+def _request_id(headers: dict[str, str]) -> str | None:
     for name in _REQUEST_ID_HEADERS:
-        value = record.header(name)
+        value = headers.get(name)
         if value:
             return value
     return None
@@ -74,13 +82,14 @@ def _derive(record: Record, with_request_model: bool) -> Derived:
             known.append(request_model(record))
         return known[0]
 
+    headers = _headers(record)
     base: dict[str, Any] = {
-        "request_id": _request_id(record),
+        "request_id": _request_id(headers),
         "request_model": known[0] if known else None,
     }
     parser: Parser | None = None
     try:
-        body = body_of(record)
+        body = body_of(record, headers.get("content-encoding"))
         head = body.head
         parser = pick_by_url(record.url) or pick_by_content(record.provider, head)
         if parser is None:
