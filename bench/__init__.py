@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-_MODULES = ("hot_path", "tap", "drain", "worker", "e2e", "memory", "scaling")
+_MODULES = ("hot_path", "tap", "drain", "worker", "e2e", "memory", "scaling", "telemetry")
 
 
 def _lazy(module: str) -> Callable[..., Any]:

@@ -25,7 +25,7 @@ _EXPORTERS: dict[Signal, tuple[tuple[str, str], tuple[str, str], tuple[str, str]
     "TRACES": (
         ("opentelemetry.sdk.trace.export", "ConsoleSpanExporter"),
         ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
-        ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+        ("rawtap.consumer.telemetry._export", "RawSpanExporter"),  # OTLPSpanExporter's kin
     ),
     "METRICS": (
         ("opentelemetry.sdk.metrics.export", "ConsoleMetricExporter"),

@@ -9,6 +9,7 @@ through the callable each worker registered at most every
 ``RAWTAP_TELEMETRY_LEDGER_INTERVAL_S`` (a reconcile: never on a worker's thread).
 """
 
+import os
 import threading
 import time
 import weakref
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 
@@ -128,8 +129,13 @@ class Metrics:
         self._ledger: dict[str, int] = {}
         self._ledger_at = 0.0
         self._ledger_lock = threading.Lock()
+        # The worker never makes a span current, so the default trace-based exemplar filter
+        # keeps none: off unless asked for, it spares every record() its context look-up.
+        exemplars: dict[str, Any] = {}
+        if not os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip():
+            exemplars["exemplar_filter"] = AlwaysOffExemplarFilter()
         self.provider = MeterProvider(
-            metric_readers=list(readers), resource=resource, shutdown_on_exit=False
+            metric_readers=list(readers), resource=resource, shutdown_on_exit=False, **exemplars
         )
         if instruments:  # a disabled telemetry (every worker's default) builds nothing more
             self._instruments()

@@ -11,19 +11,34 @@ not a second one. The span is reported under the *recording* service's name
 
 A batch's span (``process rawtap:{0}``, messaging conventions) links to every
 record's trace context.
+
+Spans are built per batch from the records, not through a Tracer: the sampler
+the SDK would use (``OTEL_TRACES_SAMPLER``) decides, and the span limits
+(``OTEL_SPAN_LINK_COUNT_LIMIT``) bound the batch span's links as the SDK
+would. An :class:`~._export.OtlpSpanSender` gets the batch's spans as one
+encoded OTLP request (:mod:`._wire`); any other processor gets
+``ReadableSpan`` objects, as from the SDK.
 """
 
 import hashlib
-import threading
+import random
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanLimits,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
-    INVALID_SPAN_CONTEXT,
     Link,
     NonRecordingSpan,
     SpanContext,
@@ -31,12 +46,13 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
-    Tracer,
     TraceState,
     set_span_in_context,
 )
 
 from rawtap.consumer.derivation import Derived
+from rawtap.consumer.telemetry import _wire
+from rawtap.consumer.telemetry._export import OtlpSpanSender
 from rawtap.consumer.telemetry._genai import GenAi, end_ns, error_type, record_attributes
 from rawtap.shared import Record
 
@@ -44,36 +60,9 @@ SCOPE = "rawtap.consumer"
 """Instrumentation scope of every span and metric the worker emits."""
 
 _HEX = frozenset("0123456789abcdef")
-
-
-class RecordIds(RandomIdGenerator):
-    """Random ids, except for the span the worker is about to start for a record.
-
-    The SDK has no per-span id argument; its provider asks its id generator.
-    This one hands out the ids :func:`record_span_ids` derived from the record id
-    when they were set for the current thread, random ones otherwise.
-    """
-
-    def __init__(self) -> None:
-        self._next = threading.local()
-
-    def set_next(self, trace_id: int, span_id: int) -> None:
-        """Hand out these ids next, on this thread."""
-        self._next.ids = (trace_id, span_id)
-
-    def clear(self) -> None:
-        """Random ids again, on this thread."""
-        self._next.ids = None
-
-    def generate_trace_id(self) -> int:
-        """The id set for this thread, else a random one."""
-        ids = getattr(self._next, "ids", None)
-        return ids[0] if ids else super().generate_trace_id()
-
-    def generate_span_id(self) -> int:
-        """The id set for this thread, else a random one."""
-        ids = getattr(self._next, "ids", None)
-        return ids[1] if ids else super().generate_span_id()
+_SCOPE = InstrumentationScope(SCOPE)
+_SCOPE_BYTES = _wire.scope(SCOPE, None)
+_DEFAULT_SAMPLER = ParentBased(ALWAYS_ON).get_description()  # type: ignore[no-untyped-call]
 
 
 def record_span_ids(record_id: str) -> tuple[int, int]:
@@ -114,106 +103,277 @@ def recorded_context(record: Record) -> SpanContext | None:
     )
 
 
+class RecordSpan:
+    """One record's CLIENT span, as plain values (made into bytes or a ReadableSpan)."""
+
+    __slots__ = (
+        "attributes",
+        "end",
+        "error",
+        "first",
+        "name",
+        "parent",
+        "sampled",
+        "service",
+        "span_id",
+        "start",
+        "trace_id",
+        "trace_state",
+    )
+
+    def __init__(
+        self, record: Record, fields: Derived, parent: SpanContext | None, gen_ai: GenAi
+    ) -> None:
+        attributes, operation, request_model = gen_ai
+        name = f"{operation} {request_model}" if operation and request_model else None
+        self.name = name or operation or f"{record.method or 'call'} {record.provider}"
+        self.attributes = {**attributes, **record_attributes(record, fields)}
+        root_trace, self.span_id = record_span_ids(record.record_id)
+        self.parent = parent
+        self.trace_id = parent.trace_id if parent is not None else root_trace
+        self.trace_state = parent.trace_state if parent is not None else None
+        self.sampled = True
+        self.start = record.started_at_ns
+        self.end = end_ns(record)
+        self.first = fields.ttft_ns if fields.ttft_ns is not None else record.first_byte_ns
+        self.error: str | None = None
+        if error_type(record) is not None:
+            self.error = fields.provider_error or record.error or f"HTTP {record.status}"
+        self.service = record.service
+
+    def context(self) -> SpanContext:
+        """The span's own context."""
+        return SpanContext(
+            self.trace_id,
+            self.span_id,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED if self.sampled else 0),
+            trace_state=self.trace_state,
+        )
+
+    def events(self) -> tuple[Event, ...]:
+        """The first-token event, when the record has a first byte."""
+        if self.first is None:
+            return ()
+        attrs = {"gen_ai.response.time_to_first_chunk": self.first / 1e9}
+        return (Event("rawtap.first_token", attrs, timestamp=self.start + self.first),)
+
+    def status(self) -> Status:
+        """ERROR with the provider's message for a failed call, else unset."""
+        if self.error is None:
+            return Status(StatusCode.UNSET)
+        return Status(StatusCode.ERROR, self.error)
+
+    def encoded(self) -> bytes:
+        """The span's OTLP ``Span`` message."""
+        parent = self.parent
+        events = b""
+        if self.first is not None:
+            events = _wire.event(
+                "rawtap.first_token",
+                self.start + self.first,
+                {"gen_ai.response.time_to_first_chunk": self.first / 1e9},
+            )
+        state = (
+            ",".join(f"{k}={v}" for k, v in self.trace_state.items()) if self.trace_state else ""
+        )
+        flags = _wire.FLAG_HAS_IS_REMOTE | (_wire.FLAG_IS_REMOTE if parent is not None else 0)
+        return _wire.span(
+            self.trace_id.to_bytes(16, "big"),
+            self.span_id.to_bytes(8, "big"),
+            state,
+            parent.span_id.to_bytes(8, "big") if parent is not None else None,
+            self.name,
+            _wire.KIND_CLIENT,
+            self.start,
+            self.end,
+            _wire.SPAN_ATTRIBUTES.encode(self.attributes),
+            events,
+            b"",
+            _wire.status(2, self.error) if self.error is not None else b"",
+            flags,
+        )
+
+
+class Chain(SynchronousMultiSpanProcessor):
+    """The span processors: ended spans go to all but the OTLP senders (they get bytes)."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.senders: list[OtlpSpanSender] = []
+        self.others: list[SpanProcessor] = []
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        """Add a processor (flushed and shut down with the others)."""
+        super().add_span_processor(span_processor)
+        if isinstance(span_processor, OtlpSpanSender):
+            self.senders.append(span_processor)
+        else:
+            self.others.append(span_processor)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Hand an ended span to every processor but the senders."""
+        for processor in self.others:
+            processor.on_end(span)
+
+
 class Spans:
-    """Tracers (one per recording service) over one processor chain, and the spans they start."""
+    """A batch's spans, to OTLP senders as bytes and to other processors as ReadableSpans."""
 
     def __init__(self, processors: Sequence[SpanProcessor], resource: Resource) -> None:
         self.resource = resource
         self.enabled = bool(processors)
-        self.processor = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+        self.processor = Chain()
         for processor in processors:
             self.processor.add_span_processor(processor)
-        self._ids = RecordIds()
-        self._providers: dict[str | None, TracerProvider] = {}
-        self._tracers: dict[str | None, Tracer] = {}
-        self._tracer = self._tracer_for(None)
+        # What a TracerProvider would use: OTEL_TRACES_SAMPLER(_ARG), OTEL_SPAN_*_LIMIT.
+        self.sampler = TracerProvider(shutdown_on_exit=False).sampler
+        self._parent_based = self.sampler.get_description() == _DEFAULT_SAMPLER
+        self.limits = SpanLimits()
+        self._resources: dict[str | None, tuple[Resource, bytes]] = {}
+        self._random = random.Random()
 
-    def _tracer_for(self, service: str | None) -> Tracer:
-        tracer = self._tracers.get(service)
-        if tracer is not None:
-            return tracer
-        provider = self._providers.get(service)
-        if provider is None:
-            resource = self.resource
-            if service is not None:
-                # The span describes the recording service's call: report it under that
-                # service's name. The instance id is the worker's, so it is left out.
-                attributes = {
-                    k: v for k, v in resource.attributes.items() if k != "service.instance.id"
-                }
-                attributes["service.name"] = service
-                resource = Resource(attributes, resource.schema_url)
-            provider = TracerProvider(
-                resource=resource,
-                shutdown_on_exit=False,
-                active_span_processor=self.processor,
-                id_generator=self._ids,
-            )
-            if len(self._providers) < 256:  # bound the cache: services are few
-                self._providers[service] = provider
-        tracer = provider.get_tracer(SCOPE)
-        if service in self._providers:
-            self._tracers[service] = tracer
-        return tracer
+    _WORKER = "\x00rawtap-worker"  # the batch span's group: the worker's own resource
 
-    def record_span(
-        self,
-        record: Record,
-        fields: Derived,
-        parent: SpanContext | None,
-        gen_ai: GenAi,
-    ) -> SpanContext | None:
-        """End a record's CLIENT span; its context, or None when it was not sampled."""
-        if not self.enabled:
-            return None
-        attributes, operation, request_model = gen_ai
-        attributes = dict(attributes)
-        name = f"{operation} {request_model}" if operation and request_model else None
-        if name is None:
-            name = operation or f"{record.method or 'call'} {record.provider}"
-        attributes.update(record_attributes(record, fields))
-        start = record.started_at_ns
-        end = end_ns(record)
+    def resource_of(self, service: str | None) -> tuple[Resource, bytes]:
+        """The resource a record's span is reported under (its service's name), and its bytes."""
+        hit = self._resources.get(service)
+        if hit is not None:
+            return hit
+        resource = self.resource
+        if service is not None:
+            # The span describes the recording service's call: report it under that
+            # service's name. The instance id is the worker's, so it is left out.
+            attributes = {
+                k: v for k, v in resource.attributes.items() if k != "service.instance.id"
+            }
+            attributes["service.name"] = service
+            resource = Resource(attributes, resource.schema_url)
+        out = (resource, _wire.resource(resource))
+        if len(self._resources) < 256:  # bound the cache: services are few
+            self._resources[service] = out
+        return out
+
+    def _sample(self, span: RecordSpan) -> None:
+        parent = span.parent
+        if self._parent_based:  # the default: follow the caller's decision, sample roots
+            span.sampled = parent is None or parent.trace_flags.sampled
+            return
         context = set_span_in_context(NonRecordingSpan(parent)) if parent else Context()
-        self._ids.set_next(*record_span_ids(record.record_id))
-        try:
-            span = self._tracer_for(record.service).start_span(
-                name, context=context, kind=SpanKind.CLIENT, start_time=start, attributes=attributes
-            )
-        finally:
-            self._ids.clear()
-        first = fields.ttft_ns if fields.ttft_ns is not None else record.first_byte_ns
-        if first is not None:
-            span.add_event(
-                "rawtap.first_token",
-                {"gen_ai.response.time_to_first_chunk": first / 1e9},
-                timestamp=start + first,
-            )
-        error = error_type(record)
-        if error is not None:
-            description = fields.provider_error or record.error or f"HTTP {record.status}"
-            span.set_status(Status(StatusCode.ERROR, description))
-        span.end(end_time=end)
-        context_of_span: SpanContext = span.get_span_context()
-        return context_of_span if context_of_span != INVALID_SPAN_CONTEXT else None
+        result = self.sampler.should_sample(
+            context, span.trace_id, span.name, SpanKind.CLIENT, span.attributes
+        )
+        span.sampled = result.decision.is_sampled()  # type: ignore[no-untyped-call]
+        span.trace_state = result.trace_state
+        if result.attributes:
+            span.attributes.update(result.attributes)
 
-    def batch_span(
+    def record_spans(
+        self, stored: Sequence[tuple[Record, Derived]], gen_ais: Sequence[GenAi]
+    ) -> list[RecordSpan]:
+        """The CLIENT spans of a batch's records, sampled."""
+        spans = []
+        for (record, fields), gen_ai in zip(stored, gen_ais, strict=True):
+            span = RecordSpan(record, fields, recorded_context(record), gen_ai)
+            self._sample(span)
+            spans.append(span)
+        return spans
+
+    def emit(
         self,
+        spans: Sequence[RecordSpan],
         stream: str,
         started_ns: int,
         ended_ns: int,
-        links: Sequence[Link],
         attributes: dict[str, Any],
     ) -> None:
-        """End a batch's CONSUMER span (``process <stream>``), a root linking to the records."""
+        """Export the records' spans and the batch's CONSUMER span (``process <stream>``)."""
         if not self.enabled:
             return
-        span = self._tracer.start_span(
-            f"process {stream}",
-            context=Context(),
-            kind=SpanKind.CONSUMER,
-            start_time=started_ns,
-            links=links,
-            attributes=attributes,
-        )
-        span.end(end_time=ended_ns)
+        links = [
+            (s.parent if s.parent is not None else s.context(), s.attributes["rawtap.record_id"])
+            for s in spans
+        ]
+        bounded = BoundedList.from_seq(self.limits.max_links, links)
+        kept, dropped = list(bounded), bounded.dropped
+        name = f"process {stream}"
+        trace_id = self._random.getrandbits(128) or 1
+        span_id = self._random.getrandbits(64) or 1
+        batch_sampled = True
+        if not self._parent_based:
+            result = self.sampler.should_sample(
+                Context(), trace_id, name, SpanKind.CONSUMER, attributes
+            )
+            batch_sampled = result.decision.is_sampled()  # type: ignore[no-untyped-call]
+        sampled = [s for s in spans if s.sampled]
+        for sender in self.processor.senders:
+            self._send(sender, sampled, kept, dropped, name, trace_id, span_id, batch_sampled,
+                       started_ns, ended_ns, attributes)  # fmt: skip
+        if not self.processor.others:
+            return
+        finished = [self._readable(s) for s in sampled]
+        if batch_sampled:
+            context = SpanContext(trace_id, span_id, False, TraceFlags(TraceFlags.SAMPLED))
+            batch = ReadableSpan(
+                name=name, context=context, parent=None, resource=self.resource,
+                attributes=attributes, kind=SpanKind.CONSUMER,
+                links=BoundedList.from_seq(
+                    self.limits.max_links, [Link(c, {"rawtap.record_id": r}) for c, r in links]
+                ),
+                start_time=started_ns, end_time=ended_ns, instrumentation_scope=_SCOPE,
+            )  # fmt: skip
+            finished.append(batch)
+        for span in finished:
+            self.processor.on_end(span)
+
+    def _readable(self, span: RecordSpan) -> ReadableSpan:
+        return ReadableSpan(
+            name=span.name, context=span.context(), parent=span.parent,
+            resource=self.resource_of(span.service)[0], attributes=span.attributes,
+            events=span.events(), kind=SpanKind.CLIENT, status=span.status(),
+            start_time=span.start, end_time=span.end, instrumentation_scope=_SCOPE,
+        )  # fmt: skip
+
+    def _send(
+        self,
+        sender: OtlpSpanSender,
+        spans: Sequence[RecordSpan],
+        links: Sequence[tuple[SpanContext, str]],
+        dropped: int,
+        name: str,
+        trace_id: int,
+        span_id: int,
+        batch_sampled: bool,
+        started_ns: int,
+        ended_ns: int,
+        attributes: dict[str, Any],
+    ) -> None:
+        """The batch's spans as encoded requests of at most the sender's batch size."""
+        by_service: dict[str | None, list[bytes]] = {}
+        for span in spans:
+            by_service.setdefault(span.service, []).append(span.encoded())
+        if batch_sampled:
+            encoded_links = b"".join(
+                _wire.link(
+                    c.trace_id.to_bytes(16, "big"), c.span_id.to_bytes(8, "big"),
+                    {"rawtap.record_id": r},
+                    _wire.FLAG_HAS_IS_REMOTE | (_wire.FLAG_IS_REMOTE if c.is_remote else 0),
+                )
+                for c, r in links
+            )  # fmt: skip
+            batch = _wire.span(
+                trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big"), "", None, name,
+                _wire.KIND_CONSUMER, started_ns, ended_ns, _wire.SPAN_ATTRIBUTES.encode(attributes),
+                b"", encoded_links, b"", _wire.FLAG_HAS_IS_REMOTE, dropped,
+            )  # fmt: skip
+            by_service.setdefault(self._WORKER, []).append(batch)
+        size = sender.max_batch
+        for service, encoded in by_service.items():
+            if service is self._WORKER:
+                resource, resource_bytes = self.resource, _wire.resource(self.resource)
+            else:
+                resource, resource_bytes = self.resource_of(service)
+            for i in range(0, len(encoded), size):
+                chunk = encoded[i : i + size]
+                group = (resource_bytes, resource.schema_url, _SCOPE_BYTES, chunk)
+                sender.submit(_wire.request([group]), len(chunk))

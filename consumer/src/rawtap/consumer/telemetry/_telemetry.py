@@ -19,7 +19,6 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Link
 from pydantic import ValidationError
 
 from rawtap.consumer.telemetry._config import (
@@ -28,9 +27,10 @@ from rawtap.consumer.telemetry._config import (
     exporters,
     otel_configured,
 )
+from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter
 from rawtap.consumer.telemetry._genai import gen_ai_attributes
 from rawtap.consumer.telemetry._metrics import Metrics
-from rawtap.consumer.telemetry._spans import Spans, recorded_context
+from rawtap.consumer.telemetry._spans import Spans
 from rawtap.consumer.telemetry._view import CommittedBatch, WorkerView
 from rawtap.shared import ConfigError, LogOnce
 
@@ -95,8 +95,10 @@ class WorkerTelemetry:
         disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
         if mode == "off" or disabled or (mode == "auto" and not otel_configured(env)):
             return cls(settings=settings)
+        # OTLP/HTTP gets the batch's spans encoded by rawtap; others the SDK's batch processor.
         processors: list[SpanProcessor] = [
-            BatchSpanProcessor(exporter) for exporter in exporters(env, "TRACES")
+            OtlpSpanSender(e, env) if isinstance(e, RawSpanExporter) else BatchSpanProcessor(e)
+            for e in exporters(env, "TRACES")
         ]
         readers: list[MetricReader] = [
             PeriodicExportingMetricReader(exporter) for exporter in exporters(env, "METRICS")
@@ -139,15 +141,10 @@ class WorkerTelemetry:
 
     def _batch(self, batch: CommittedBatch) -> None:
         persisted_ns = time.time_ns()
-        links: list[Link] = []
-        for record, fields in batch.stored:
-            gen_ai = gen_ai_attributes(record, fields)
-            parent = recorded_context(record)
-            span_context = self._spans.record_span(record, fields, parent, gen_ai)
-            link_to = parent if parent is not None else span_context
-            if link_to is not None:
-                links.append(Link(link_to, {"rawtap.record_id": record.record_id}))
-            if self._metrics.recording:
+        gen_ais = [gen_ai_attributes(record, fields) for record, fields in batch.stored]
+        spans = self._spans.record_spans(batch.stored, gen_ais) if self._spans.enabled else []
+        if self._metrics.recording:
+            for (record, fields), gen_ai in zip(batch.stored, gen_ais, strict=True):
                 self._metrics.record(record, fields, persisted_ns, gen_ai[0])
         batch_attrs = {
             "messaging.system": "redis",
@@ -155,11 +152,11 @@ class WorkerTelemetry:
             "messaging.consumer.group.name": batch.group,
         }
         ended_ns = self._metrics.batch(batch.entries, batch.started_ns, batch_attrs)
-        self._spans.batch_span(
+        self._spans.emit(
+            spans,
             batch.stream,
             batch.started_ns,
             ended_ns,
-            links,
             {
                 **batch_attrs,
                 "messaging.operation.type": "process",

@@ -1,0 +1,113 @@
+"""rawtap's own OTLP span encoding equals the SDK's encoder, span for span, field for field.
+
+The OTLP/HTTP path (:class:`OtlpSpanSender`) gets a batch's spans as bytes
+rawtap wrote itself; every other processor gets ``ReadableSpan`` objects. The
+same batch through both must decode to the same ``Span`` messages as the SDK's
+``encode_spans`` makes of the ReadableSpans, under the same resources.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from rawtap.consumer.derivation import derive
+from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter
+from rawtap.consumer.telemetry._genai import gen_ai_attributes
+from rawtap.consumer.telemetry._spans import Spans
+from tests.support.records import make_record
+
+BODY = (
+    b'{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,'
+    b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":3,"completion_tokens":5}}'
+)
+
+
+class _Capture(RawSpanExporter):
+    def __init__(self) -> None:
+        super().__init__(endpoint="http://127.0.0.1:9/v1/traces")
+        self.requests: list[bytes] = []
+
+    def export_encoded(self, data: bytes) -> bool:
+        self.requests.append(data)
+        return True
+
+
+def _records() -> list[Any]:
+    request = b'{"model":"gpt-4o","messages":[]}'
+    url = "https://api.openai.com:8443/v1/chat/completions"
+    return [
+        make_record(
+            "openai", BODY, url=url, request_body=request, service="svc-a",
+            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            tracestate="vendor=x,other=y",
+        ),
+        make_record("openai", BODY, url=url, request_body=request, service="svc-b"),
+        make_record(
+            "openai", b'{"error":{"message":"bad model"}}', url=url, status=400,
+            request_body=request, first_byte_ns=None, session_id="s-1",
+        ),
+        make_record(
+            "openai", BODY, url=url, request_body=request,
+            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b8-00",
+        ),
+    ]  # fmt: skip
+
+
+def _by_span_id(request: ExportTraceServiceRequest) -> dict[bytes, tuple[Any, Any]]:
+    out = {}
+    for resource_spans in request.resource_spans:
+        resource = sorted((kv.key, str(kv.value)) for kv in resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                out[span.span_id] = ((tuple(resource), scope_spans.scope.name), span)
+    return out
+
+
+def test_rawtap_encoding_equals_the_sdk_encoder_for_the_same_batch() -> None:
+    capture = _Capture()
+    sender = OtlpSpanSender(capture, {"OTEL_BSP_SCHEDULE_DELAY": "600000"})
+    memory = InMemorySpanExporter()
+    resource = Resource({"service.name": "rawtap-worker", "service.instance.id": "w1"})
+    spans = Spans([sender, SimpleSpanProcessor(memory)], resource)
+    records = _records()
+    stored = [(r, derive(r, with_request_model=True)) for r in records]
+    gen_ais = [gen_ai_attributes(r, f) for r, f in stored]
+    built = spans.record_spans(stored, gen_ais)
+    attrs = {"messaging.system": "redis", "rawtap.records": len(records)}
+    spans.emit(built, "rawtap:{0}", 1_000, 2_000, attrs)
+    assert sender.force_flush(5_000)
+    sender.shutdown()
+
+    ours = ExportTraceServiceRequest.FromString(b"".join(capture.requests))
+    sdk = encode_spans(memory.get_finished_spans())
+    # The caller's unsampled trace (flags 00) yields no span, as the SDK's sampler says.
+    assert len(memory.get_finished_spans()) == len(records) - 1 + 1
+    mine, theirs = _by_span_id(ours), _by_span_id(sdk)
+    assert set(mine) == set(theirs)
+    for span_id, (where, span) in theirs.items():
+        assert mine[span_id][0] == where
+        assert mine[span_id][1] == span, span.name
+
+
+def test_the_batch_span_keeps_the_sdk_link_limit() -> None:
+    capture = _Capture()
+    sender = OtlpSpanSender(capture, {})
+    spans = Spans([sender], Resource({"service.name": "rawtap-worker"}))
+    records = [make_record("openai", BODY) for _ in range(200)]
+    stored = [(r, derive(r)) for r in records]
+    built = spans.record_spans(stored, [gen_ai_attributes(r, f) for r, f in stored])
+    spans.emit(built, "rawtap:{0}", 1_000, 2_000, {})
+    assert sender.force_flush(5_000)
+    sender.shutdown()
+    request = ExportTraceServiceRequest.FromString(b"".join(capture.requests))
+    (batch,) = [s for _, s in _by_span_id(request).values() if s.kind == s.SPAN_KIND_CONSUMER]
+    assert len(batch.links) == spans.limits.max_links
+    assert batch.dropped_links_count == 200 - len(batch.links)
+    assert sender.stats() == {"sent": 201, "failed": 0, "dropped": 0}
