@@ -1,7 +1,7 @@
 """One consumer process for the worker benchmarks: rawtap's Worker or a FastStream peer.
 
-    python -m bench._consumer {rawtap,faststream} --redis URL --prefix P --sink URL
-        [--group G] [--name C] [--batch 500]
+    python -m bench._consumer {rawtap,faststream,bare-own,bare-narrow} --redis URL --prefix P
+        --sink URL [--group G] [--name C] [--batch 500]
 
 Everything that is not consuming (imports, opening the sink and the Redis
 connection) happens first; it then prints ``ready`` and waits for ``go`` on
@@ -115,10 +115,41 @@ def run_faststream(args: argparse.Namespace) -> dict[str, Any]:
     return {"stored": stored, "read": stored, **result}
 
 
+def run_bare(args: argparse.Namespace) -> dict[str, Any]:
+    """A bare loop (``bench/_bare.py``) into rawtap's own table or the narrow one."""
+    import redis
+
+    from bench._bare import PostgresWriter, SqliteWriter, bare_loop, narrow_row, own_row, pg_own_row
+    from rawtap.consumer import open_sink
+
+    table = "narrow" if args.kind == "bare-narrow" else "records"
+    open_sink(args.sink).close()  # rawtap's schema, by its migrations
+    writer: SqliteWriter | PostgresWriter
+    if args.sink.startswith("sqlite:///"):
+        writer = SqliteWriter(args.sink.removeprefix("sqlite:///"), table)
+        make_row = narrow_row if table == "narrow" else own_row
+    else:
+        writer = PostgresWriter(args.sink, table)
+        make_row = narrow_row if table == "narrow" else pg_own_row
+    client = redis.Redis.from_url(args.redis)
+    client.ping()
+    print("ready", flush=True)
+    _wait_for("go")
+    stop = threading.Event()
+    threading.Thread(target=lambda: (_wait_for("stop"), stop.set()), daemon=True).start()
+    stored = bare_loop(
+        client, f"{args.prefix}:{{0}}", args.group, args.name, args.batch, make_row, writer,
+        stop.is_set,
+    )  # fmt: skip
+    writer.close()
+    client.close()
+    return {"stored": stored, "read": stored, "rss": []}
+
+
 def main() -> None:
     """Parse the arguments and run one consumer."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["rawtap", "faststream"])
+    parser.add_argument("kind", choices=["rawtap", "faststream", "bare-own", "bare-narrow"])
     parser.add_argument("--redis", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--sink", required=True)
@@ -126,7 +157,8 @@ def main() -> None:
     parser.add_argument("--name", default="bench-0")
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
-    result = run_rawtap(args) if args.kind == "rawtap" else run_faststream(args)
+    runners = {"rawtap": run_rawtap, "faststream": run_faststream}
+    result = runners.get(args.kind, run_bare)(args)
     print(json.dumps(result), flush=True)
 
 

@@ -1,22 +1,26 @@
 """Worker: records/s of one worker process into SQLite and into PostgreSQL.
 
 The stream is pre-filled with N 2 KB entries exactly as the producer writes
-them; a fresh sink (new SQLite file, new PostgreSQL schema) per run, so every
-run stores the same N records. Per round, interleaved:
+them; a fresh sink (new SQLite file, new PostgreSQL schema, created by rawtap's
+migrations before the clock starts) per run, so every run stores the same N
+records. Per round, interleaved (ABCD, DCBA, …), each a process of its own:
 
-* **rawtap**: one ``Worker`` process (batches of 500, ack after commit);
-* **FastStream**: one process with a FastStream ``StreamSub`` batch subscriber
-  (batches of 500) doing the same work per batch — decode, derive, commit to
-  the same sink — the peer a user might pick instead (see ``bench/_consumer.py``);
-* **sink alone** (in this process, no Redis): decode + derive + ``sink.write``
-  of the same entries in batches of 500 — the ceiling a worker can approach.
+* **rawtap**: one ``Worker`` (batches of 500, ack after commit);
+* **bare, own table**: the hand-written loop of ``bench/_bare.py`` — XREADGROUP,
+  ``orjson.loads`` of envelope and body, the same columns picked by key,
+  ``executemany`` (SQLite) or a binary ``COPY`` straight into the table
+  (PostgreSQL), commit, XACK — nothing validated, nothing derived beyond five keys;
+* **bare, narrow table**: the same loop into ``(record_id, envelope,
+  request_body, body)`` with no other index: own ÷ narrow is the schema's cost;
+* **FastStream**: a ``StreamSub`` batch subscriber doing rawtap's work per batch
+  (decode, derive, commit to the same sink) — the peer a user might pick;
+* PostgreSQL only: **two rawtap workers** in one group.
 """
 
 from __future__ import annotations
 
 import contextlib
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -27,6 +31,7 @@ from bench._common import (
     Figure,
     delete_keys,
     fill_stream,
+    interleave,
     postgres_schema,
     rate_figure,
 )
@@ -47,19 +52,6 @@ def fresh_sink(kind: str, postgres_url: str | None) -> Iterator[str]:
 
             open_sink(url).close()
             yield url
-
-
-def sink_alone(sink_url: str, entries: Sequence[dict[bytes, bytes]], batch: int) -> float:
-    """Records/s of decode + derive + write in batches, in this process."""
-    from rawtap.consumer import derive_all, open_sink
-    from rawtap.shared import decode_entry
-
-    with open_sink(sink_url) as sink:
-        started = time.perf_counter()
-        for i in range(0, len(entries), batch):
-            records = [decode_entry(e) for e in entries[i : i + batch]]
-            sink.write(records, time.time_ns(), derive_all(records))
-        return len(entries) / (time.perf_counter() - started)
 
 
 def consume_rate(
@@ -89,44 +81,66 @@ def consume_rate(
         delete_keys(redis_url, prefix)
 
 
+def _variants(
+    redis_url: str, sink_kind: str, postgres_url: str | None, entries: Sequence[dict[bytes, bytes]]
+) -> dict[str, Callable[[], float]]:
+    def consumer(kind: str, workers: int = 1) -> Callable[[], float]:
+        return lambda: consume_rate(
+            kind, redis_url, sink_kind, postgres_url, entries, workers=workers
+        )
+
+    variants = {
+        "rawtap": consumer("rawtap"),
+        "bare-own": consumer("bare-own"),
+        "bare-narrow": consumer("bare-narrow"),
+        "faststream": consumer("faststream"),
+    }
+    if sink_kind == "postgresql":
+        variants["rawtap-2"] = consumer("rawtap", workers=2)
+    return variants
+
+
 def run(redis_url: str, quick: bool, postgres_url: str | None, **_: Any) -> list[Figure]:
-    """Both sinks (PostgreSQL when reachable), interleaved rounds of the three variants."""
+    """Both sinks (PostgreSQL when reachable), interleaved rounds of every variant."""
     n = 1_000 if quick else 20_000
     rounds = 1 if quick else 5
     entries = EntryFactory(BODY_BYTES).make(n)
     figures = []
-    for sink_kind, goal in (("sqlite", 30_000.0), ("postgresql", 20_000.0)):
+    note = f"{n:,} records per run"
+    for sink_kind in ("sqlite", "postgresql"):
         if sink_kind == "postgresql" and postgres_url is None:
             continue
-        rawtap: list[float] = []
-        peer: list[float] = []
-        alone: list[float] = []
-
-        def sink_only(sink_kind: str = sink_kind) -> float:
-            with fresh_sink(sink_kind, postgres_url) as url:
-                return sink_alone(url, entries, 500)
-
-        def consumer(kind: str, sink_kind: str = sink_kind) -> Callable[[], float]:
-            return lambda: consume_rate(kind, redis_url, sink_kind, postgres_url, entries)
-
-        variants: list[tuple[list[float], Callable[[], float]]] = [
-            (rawtap, consumer("rawtap")),
-            (peer, consumer("faststream")),
-            (alone, sink_only),
-        ]
-        for r in range(rounds):
-            for out, fn in variants if r % 2 == 0 else reversed(variants):
-                out.append(fn())
+        variants = _variants(redis_url, sink_kind, postgres_url, entries)
+        got = dict(zip(variants, interleave(list(variants.values()), rounds), strict=True))
         label = "SQLite" if sink_kind == "sqlite" else "PostgreSQL"
-        note = f"{n:,} records per run"
+        bare = "executemany" if sink_kind == "sqlite" else "binary COPY straight in"
         figures += [
             rate_figure(
-                "worker", f"worker → {label} vs FastStream", rawtap, peer,
-                "FastStream StreamSub batch 500, same sink", goal=goal, ratio_goal=1.5, note=note,
+                "worker", f"worker → {label} vs a bare loop into its own table", got["rawtap"],
+                got["bare-own"], f"XREADGROUP, orjson, {bare}, commit, XACK",
+                ratio_goal=0.8 if sink_kind == "sqlite" else 0.85, note=note,
             ),
             rate_figure(
-                "worker", f"worker → {label} vs the sink alone", rawtap, alone,
-                "decode + derive + write in-process, no Redis",
+                "worker", f"bare loop, rawtap's table vs a narrow table ({label}: the schema's "
+                "cost)", got["bare-own"], got["bare-narrow"],
+                "the same loop into (record_id, envelope, request_body, body)",
+                ratio_goal=0.8 if sink_kind == "sqlite" else None,
+            ),
+            rate_figure(
+                "worker", f"worker → {label} vs FastStream", got["rawtap"], got["faststream"],
+                "FastStream StreamSub batch 500, same sink", note=note,
             ),
         ]  # fmt: skip
+        if "rawtap-2" in got:
+            figures.append(
+                rate_figure(
+                    "worker",
+                    f"2 workers → {label} vs one",
+                    got["rawtap-2"],
+                    got["rawtap"],
+                    "one worker, same run",
+                    ratio_goal=1.7,
+                    note=note,
+                )
+            )
     return figures
