@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from rawtap.shared._errors import CodecError, EntryError
 from rawtap.shared._limits import record_problem
-from rawtap.shared._record import SCHEMA_VERSION, Record, schema_problem
+from rawtap.shared._record import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION, Record, schema_problem
 from rawtap.shared._wire import (
     ENTRY_BODY,
     ENTRY_ENVELOPE,
@@ -28,6 +28,8 @@ from rawtap.shared._wire import (
 )
 
 _BODY_FIELDS = frozenset({"request_body", "body"})
+_REQUIRED_ORDER = (ENTRY_VERSION, ENTRY_ENVELOPE, ENTRY_REQUEST_BODY, ENTRY_BODY)
+_REQUIRED = frozenset(_REQUIRED_ORDER)
 _VERSION_BYTES = str(SCHEMA_VERSION).encode()
 
 
@@ -103,12 +105,8 @@ def _identity(envelope: Any) -> tuple[str | None, int | None]:
 def _validate(
     fields: Mapping[bytes, bytes], envelope: Any, broken: orjson.JSONDecodeError | None
 ) -> Record:
-    missing = [
-        f.decode()
-        for f in (ENTRY_VERSION, ENTRY_ENVELOPE, ENTRY_REQUEST_BODY, ENTRY_BODY)
-        if f not in fields
-    ]
-    if missing:
+    if not fields.keys() >= _REQUIRED:
+        missing = [f.decode() for f in _REQUIRED_ORDER if f not in fields]
         raise CodecError(f"entry lacks field(s) {', '.join(missing)}")
     version = fields[ENTRY_VERSION]
     problem = schema_problem(version)
@@ -118,13 +116,15 @@ def _validate(
         raise CodecError(f"envelope is not valid JSON: {broken}") from broken
     if not isinstance(envelope, dict):
         raise CodecError(f"envelope is a JSON {type(envelope).__name__}, not an object")
-    if _BODY_FIELDS & envelope.keys():
+    if "body" in envelope or "request_body" in envelope:
         raise CodecError("envelope must not carry the bodies")
     # The rule on the value as sent, before validation coerces it (1.0, "1" and true would
     # become 1): the envelope is stored as it arrived and read back under this same rule.
-    problem = schema_problem(envelope.get("schema_version", SCHEMA_VERSION), name="schema_version")
-    if problem is not None:
-        raise CodecError(f"invalid record: {problem}")
+    sent = envelope.get("schema_version", SCHEMA_VERSION)
+    if type(sent) is not int or sent not in READABLE_SCHEMA_VERSIONS:
+        problem = schema_problem(sent, name="schema_version")
+        if problem is not None:
+            raise CodecError(f"invalid record: {problem}")
     envelope["request_body"] = fields[ENTRY_REQUEST_BODY]
     envelope["body"] = fields[ENTRY_BODY]
     try:

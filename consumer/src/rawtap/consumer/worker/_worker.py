@@ -46,6 +46,7 @@ from rawtap.consumer.store import LedgerReader, RetentionSchedule, Sink, open_si
 from rawtap.consumer.telemetry import WorkerTelemetry, WorkerView
 from rawtap.consumer.worker._batch import BatchHandler
 from rawtap.consumer.worker._commit import Committer, Stopped
+from rawtap.consumer.worker._gc import tuned_collector
 from rawtap.consumer.worker._recovery import Recovery
 from rawtap.consumer.worker._redis import connect, describe, ensure_group, wait_for_redis
 from rawtap.consumer.worker._stats import BACKOFF_FIRST_S, BACKOFF_MAX_S, WorkerStats
@@ -170,7 +171,8 @@ class Worker:
                     self.settings, self._stopping, first_s=BACKOFF_FIRST_S, max_s=BACKOFF_MAX_S
                 )
             if self._client is not None:
-                self._loop(self._client, self._sink)
+                with tuned_collector():
+                    self._loop(self._client, self._sink)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
