@@ -1,5 +1,6 @@
 """The body a parser reads: decoded pieces, their arrival times, the joined bytes, its head."""
 
+import re
 from typing import NamedTuple
 
 from rawtap.shared import Record, decode_chunks
@@ -36,6 +37,10 @@ def body_of(record: Record, content_encoding: str | None) -> Body:
     return Body(pieces, offsets, b"".join(pieces))
 
 
+_SSE_START = re.compile(rb"\s*(?:data:|event:|:|id:|retry:)")
+"""A server-sent event field after any leading whitespace (matched in place, no copy)."""
+
+
 def looks_like_sse(head: bytes) -> bool:
-    start = head.lstrip()
-    return start.startswith((b"data:", b"event:", b":", b"id:", b"retry:"))
+    """True when ``head`` starts (after whitespace) like a server-sent event stream."""
+    return _SSE_START.match(head) is not None

@@ -95,7 +95,7 @@ def _derive(record: Record, with_request_model: bool) -> Derived:
         if parser is None:
             return Derived(**base, model=requested())
         base.update(parser=parser.name, parser_version=parser.version)
-        if not head.strip():
+        if not head or head.isspace():
             # Nothing to parse: an empty body is not a failure.
             return Derived(**base, model=requested())
         fields = Fields()

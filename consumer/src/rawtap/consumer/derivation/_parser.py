@@ -7,6 +7,7 @@ is its name), and list it in ``PARSERS`` and ``_SNIFF_ORDER`` (the most specific
 markers first).
 """
 
+import functools
 from urllib.parse import urlsplit
 
 from rawtap.consumer.derivation._fields import Parser
@@ -36,8 +37,15 @@ _URL_ORDER = tuple(PARSERS.values())
 
 
 def pick_by_url(url: str | None) -> Parser | None:
+    """The parser of the format a request URL's path answers, if one does."""
     if not url:
         return None
+    return _by_url(url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _by_url(url: str) -> Parser | None:
+    # A service calls a handful of URLs again and again: split each once, not per record.
     path = urlsplit(url).path
     for parser in _URL_ORDER:
         if parser.matches_path(path):

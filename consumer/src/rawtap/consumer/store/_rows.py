@@ -102,7 +102,9 @@ def nullable_i64(value: int | None) -> int | None:
 
 def clamp_i64(value: int) -> int:
     """``value`` clamped into 64 bits (for required columns; the envelope keeps the truth)."""
-    return max(I64_MIN, min(I64_MAX, value))
+    if I64_MIN <= value <= I64_MAX:
+        return value
+    return I64_MIN if value < 0 else I64_MAX
 
 
 def safe_text(value: str | None) -> str | None:
@@ -121,11 +123,17 @@ def safe_text(value: str | None) -> str | None:
 def filter_text(value: str | None) -> str | None:
     """The copy of ``value`` an indexed or filtered column holds: safe, at most
     :data:`FILTER_MAX_BYTES` of UTF-8, cut at a character boundary."""
+    if value is None:
+        return None
+    if value.isascii():
+        # The common case in one pass of C: ASCII is one byte a character, no surrogates.
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+            return filter_text(value)
+        return value if len(value) <= FILTER_MAX_BYTES else value[:FILTER_MAX_BYTES]
     value = safe_text(value)
     if value is None or len(value) * 4 <= FILTER_MAX_BYTES:
         return value
-    if value.isascii():
-        return value[:FILTER_MAX_BYTES]
     encoded = value.encode("utf-8")
     if len(encoded) <= FILTER_MAX_BYTES:
         return value
