@@ -87,6 +87,20 @@ def test_writes_are_idempotent_and_round_trip_byte_exact(store: Store) -> None:
     assert (gz.derived.text, gz.derived.input_tokens) == ("zip", 5)
 
 
+def test_a_duplicate_anywhere_in_a_batch_adds_nothing_and_fresh_batches_follow(
+    store: Store,
+) -> None:
+    # PostgreSQL COPYs a batch straight in and, when that meets a stored record, stages
+    # that batch and a few more: every path must count only the new rows.
+    again = make_record()
+    assert store.write([again, again], 1) == 1  # the same record twice in one batch
+    for _ in range(12):  # longer than any run of staged batches
+        fresh = [make_record() for _ in range(3)]
+        assert store.write([fresh[0], again, *fresh[1:]], 1) == 3
+        assert store.write([make_record()], 1) == 1
+    assert store.count() == 1 + 12 * 4
+
+
 def test_derived_fields_are_stored_and_replaced(store: Store) -> None:
     record = make_record(body=_chat_body("x", (1, 1)), url=CHAT)
     store.write([record], 1)
