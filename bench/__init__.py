@@ -11,7 +11,9 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-_MODULES = ("hot_path", "tap", "drain", "worker", "e2e", "memory", "scaling", "telemetry")
+_MODULES = (
+    "hot_path", "tap", "drain", "worker", "schema", "e2e", "memory", "scaling", "telemetry",
+)  # fmt: skip
 
 
 def _lazy(module: str) -> Callable[..., Any]:
