@@ -7,7 +7,8 @@ transaction, ``XACK``. No validation, no derivation beyond the five keys it
 reads, no dead letters, no retries. Two tables:
 
 * **own**: rawtap's own ``records`` table, created by rawtap's migrations, every
-  column the worker fills (checked against the table at start), through the same
+  column the worker fills (checked against the table at start; the derived text
+  cut to its 1,024-byte preview, as rawtap stores it), through the same
   kind of statement (SQLite ``executemany`` of ``INSERT OR IGNORE``; PostgreSQL a
   binary ``COPY`` straight into the table, with no staging and no conflict check);
 * **narrow**: a table of only what a record cannot be rebuilt without —
@@ -37,7 +38,7 @@ OWN_COLUMNS = (
     "captured_at_ns", "persisted_at_ns", "body_size", "envelope", "request_body", "body",
     "parser", "parser_version", "model", "response_id", "request_id", "input_tokens",
     "output_tokens", "cached_tokens", "reasoning_tokens", "finish_reason", "ttft_ns", "text",
-    "tool_calls", "provider_error", "parse_error",
+    "tool_calls", "provider_error", "parse_error", "text_chars",
 )  # fmt: skip
 """Every column rawtap's SQLite ``records`` table has (PostgreSQL adds ``started_at``)."""
 
@@ -51,6 +52,7 @@ def own_row(fields: dict[bytes, bytes], now_ns: int) -> list[Any]:
     usage = doc.get("usage") or {}
     choice = doc["choices"][0]
     headers = dict(env["response_headers"])
+    text = choice["message"].get("content")
     return [
         env["record_id"], env["schema_version"], env["producer_id"], env["seq"],
         env["session_id"], env["service"], env["provider"], env["method"], env["url"],
@@ -58,7 +60,7 @@ def own_row(fields: dict[bytes, bytes], now_ns: int) -> list[Any]:
         env["captured_at_ns"], now_ns, len(body), raw, fields[b"req"], body,
         "openai.chat", 1, doc.get("model"), doc.get("id"), headers.get("x-request-id"),
         usage.get("prompt_tokens"), usage.get("completion_tokens"), None, None,
-        choice.get("finish_reason"), None, choice["message"].get("content"), None, None, None,
+        choice.get("finish_reason"), None, text[:1024], None, None, None, len(text),
     ]  # fmt: skip
 
 
@@ -145,7 +147,7 @@ _PG_TYPES = (
     "text", "int2", "text", "int8", "text", "text", "text", "text", "text", "int8", "text",
     "bool", "int8", "int8", "int8", "int8", "int8", "bytea", "bytea", "bytea",
     "text", "int4", "text", "text", "text", "int8", "int8", "int8", "int8", "text", "int8",
-    "text", "jsonb", "text", "text", "timestamptz",
+    "text", "jsonb", "text", "text", "int8", "timestamptz",
 )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from rawtap.consumer import (
     derive,
     open_sink,
 )
+from rawtap.consumer.store import FILTER_MAX_BYTES
 from rawtap.shared import SCHEMA_VERSION, CodecError, ConfigError
 from tests.support.records import make_record, sse
 
@@ -99,6 +100,32 @@ def test_a_duplicate_anywhere_in_a_batch_adds_nothing_and_fresh_batches_follow(
         assert store.write([fresh[0], again, *fresh[1:]], 1) == 3
         assert store.write([make_record()], 1) == 1
     assert store.count() == 1 + 12 * 4
+
+
+@pytest.mark.parametrize("text", ["long " * 1000, "naïve 😀 " * 700, "x" * 1024, "nul\x00" * 400])
+def test_a_long_text_is_stored_as_a_preview_and_read_back_whole(store: Store, text: str) -> None:
+    record = make_record(body=_chat_body(text, (1, 1)), url=CHAT)
+    derived = derive(record)
+    assert derived.text == text
+    store.write([record], 1, [derived])
+    query = "SELECT text, text_chars FROM records WHERE record_id = ?"
+    assert isinstance(store, SqliteSink | PostgresSink)
+    if isinstance(store, PostgresSink):
+        query = query.replace("?", "%s")
+    row = store.execute(query, (record.record_id,))
+    preview, chars = row[0]
+    assert chars == len(text)
+    assert len(preview.encode("utf-8")) <= FILTER_MAX_BYTES  # not the response twice
+    stored = store.get_stored(record.record_id)
+    assert stored is not None
+    assert stored.derived is not None
+    assert stored.derived.text == text  # derived again from the stored body
+    assert stored.derived == derived
+    # rederive's path (set_derived) stores the same preview and reads back the same
+    assert store.set_derived([(record.record_id, derived)]) == 1
+    again = store.get_stored(record.record_id)
+    assert again is not None
+    assert again.derived == derived
 
 
 def test_derived_fields_are_stored_and_replaced(store: Store) -> None:

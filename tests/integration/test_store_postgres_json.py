@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 
 from rawtap.consumer import PostgresSink, derive, open_sink
+from rawtap.consumer.store._migrations import migration_scripts
 from rawtap.consumer.store.postgres import split_url
 from rawtap.shared import Record, encode_envelope
 from tests.integration.conftest import with_params
@@ -83,7 +84,6 @@ def test_headers_and_metadata_are_stored_once_and_queried_through_records_json(
 def test_a_schema_2_store_upgrades_and_its_rows_read_the_same(
     postgres_url: str, pg_schema: str
 ) -> None:
-    from rawtap.consumer.store._migrations import migration_scripts
 
     record = _record()
     conninfo, _ = split_url(with_params(postgres_url, schema=pg_schema))
@@ -115,9 +115,11 @@ def test_a_schema_2_store_upgrades_and_its_rows_read_the_same(
             ),
         )  # fmt: skip
 
-    with open_sink(with_params(postgres_url, schema=pg_schema)) as store:  # migrates to 3
+    with open_sink(with_params(postgres_url, schema=pg_schema)) as store:  # migrates to the last
         assert isinstance(store, PostgresSink)
-        assert store.execute("SELECT max(version) FROM rawtap_migrations") == [(3,)]
+        assert store.execute("SELECT max(version) FROM rawtap_migrations") == [
+            (len(migration_scripts("postgresql")),)
+        ]
         stored = store.get_stored(record.record_id)
         assert stored is not None
         assert stored.record == record

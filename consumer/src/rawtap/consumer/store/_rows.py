@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from rawtap.consumer.derivation import Derived, ToolCall
+from rawtap.consumer.derivation import Derived, ToolCall, derive
 from rawtap.consumer.store._sink import RecordSummary, StoredRecord
 from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope, schema_problem
 
@@ -70,8 +70,14 @@ DERIVED_COLUMNS = (
     "tool_calls",
     "provider_error",
     "parse_error",
+    "text_chars",
 )
-"""Columns both sinks fill from :class:`Derived`, in this order."""
+"""Columns both sinks fill from :class:`Derived`, in this order.
+
+``text`` holds the derived text cut to :data:`FILTER_MAX_BYTES` (a filter copy like the
+others) and ``text_chars`` its full length in characters: the full text is derived again
+from the stored body when the row is read (:func:`stored_from_row`), so a response is not
+stored twice (for a JSON body, the text is most of its bytes)."""
 
 SUMMARY_COLUMNS = (
     "record_id",
@@ -187,18 +193,31 @@ def derived_values(derived: Derived | None) -> list[Any]:
         nullable_i64(derived.reasoning_tokens),
         filter_text(derived.finish_reason),
         nullable_i64(derived.ttft_ns),
-        safe_text(derived.text),
+        filter_text(derived.text),
         orjson.dumps([c.model_dump() for c in derived.tool_calls]).decode()
         if derived.tool_calls
         else None,
         safe_text(derived.provider_error),
         safe_text(derived.parse_error),
+        None if derived.text is None else len(derived.text),
     ]
 
 
-def derived_from_row(values: Sequence[Any]) -> Derived | None:
-    """The :class:`Derived` in a row's :data:`DERIVED_COLUMNS` values (None if never derived)."""
+def text_was_cut(values: Sequence[Any]) -> bool:
+    """True when a row's stored ``text`` is shorter than the text that was derived."""
     row = dict(zip(DERIVED_COLUMNS, values, strict=True))
+    text, chars = row["text"], row["text_chars"]
+    return text is not None and chars is not None and len(text) < chars
+
+
+def derived_from_row(values: Sequence[Any]) -> Derived | None:
+    """The :class:`Derived` in a row's :data:`DERIVED_COLUMNS` values (None if never derived).
+
+    ``text`` is as stored, cut when :func:`text_was_cut`; :func:`stored_from_row` gives
+    the full text.
+    """
+    row = dict(zip(DERIVED_COLUMNS, values, strict=True))
+    del row["text_chars"]
     version = row["parser_version"]
     if version is None:
         return None
@@ -250,12 +269,13 @@ def summary_from_row(values: Sequence[Any]) -> RecordSummary:
 
 def stored_from_row(row: Sequence[Any]) -> StoredRecord:
     """A ``StoredRecord`` from the columns both stores select: id, envelope, bodies, persisted."""
-    record_id, envelope, request_body, body, persisted_at_ns, *derived = row
-    return StoredRecord(
-        record=record_from_row(str(record_id), envelope, request_body, body),
-        derived=derived_from_row(derived),
-        persisted_at_ns=int(persisted_at_ns),
-    )
+    record_id, envelope, request_body, body, persisted_at_ns, *values = row
+    record = record_from_row(str(record_id), envelope, request_body, body)
+    derived = derived_from_row(values)
+    if derived is not None and text_was_cut(values):
+        # Only a preview was stored: the text is derived again from the bytes it came from.
+        derived = derived.model_copy(update={"text": derive(record).text})
+    return StoredRecord(record=record, derived=derived, persisted_at_ns=int(persisted_at_ns))
 
 
 def check_parallel(

@@ -36,7 +36,7 @@ PG_TYPES = (
     "timestamptz",
     # DERIVED_COLUMNS
     "text", "int4", "text", "text", "text", "int8", "int8", "int8", "int8", "text", "int8",
-    "text", "jsonb", "text", "text",
+    "text", "jsonb", "text", "text", "int8",
 )  # fmt: skip
 """The types of :data:`PG_COLUMNS`, for a binary COPY."""
 
