@@ -12,6 +12,7 @@ after a stuck call waits behind it instead of opening more connections.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401 - see below
 import queue
 import threading
 import time
@@ -19,6 +20,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar, cast
+
+# concurrent.futures.thread is imported here, on the thread importing rawtap, because it
+# registers an exit hook: redis-py imports it, and the writer thread imports redis-py, maybe
+# while the interpreter is already shutting down (a short script), when that hook is refused.
 
 T = TypeVar("T")
 

@@ -1,6 +1,9 @@
 """StreamWriter: the thread that drains one Recorder's buffer and decides where each batch goes.
 
-It sleeps on an event when the buffer is empty, drains it in batches,
+It drains the buffer in batches and, when it is empty, looks again every
+``_LINGER_S``; after ``_DOZE_AFTER`` empty looks it dozes on an event, which
+the next ``record()`` sets (once per doze, never per record: a wake-up per
+record, and the GIL hand-off it causes, would land on the caller). It
 serializes each record (the expensive part, kept off the caller's thread) and
 sends the batch in one pipelined round trip (:mod:`._link`). A batch goes to
 Redis normally; to the spill journal (:mod:`._spill`) while Redis fails or
@@ -33,6 +36,10 @@ logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
 
 _IDLE_WAIT_S = 1.0
+# While records come, how often the writer looks at the buffer; and how many empty looks
+# in a row (0.1 s) before it dozes until a record() rouses it.
+_LINGER_S = 0.005
+_DOZE_AFTER = 20
 _REPLAY_WAIT_S = 0.05
 # How long an unanswered Redis call may hold the writer while the buffer fills.
 _STALL_S = 0.25
@@ -66,6 +73,10 @@ class StreamWriter:
         self.stream = self.streams[0]
         """The first shard's stream (the only one when ``shards`` is 1)."""
         self.wake = threading.Event()
+        self.dozing = False
+        """True while the thread waits for a record() to rouse it (see :meth:`rouse`)."""
+        self.dozes = 0
+        self.rousings = 0
         self._stop = threading.Event()
         self._deadline = float("inf")
         self._link = RedisLink(settings, self.streams, ledger, client_factory, self._stop_waiting)
@@ -99,8 +110,15 @@ class StreamWriter:
         self._thread = threading.Thread(target=self._run, name="rawtap-writer", daemon=True)
 
     def start(self) -> None:
-        """Start the thread."""
+        """Start the thread (it dozes, touching nothing, until the first record)."""
+        self.dozing = True
         self._thread.start()
+
+    def rouse(self) -> None:
+        """A record arrived while the thread dozes: wake it (``record()`` calls this then only)."""
+        self.dozing = False
+        self.rousings += 1
+        self.wake.set()
 
     def stop(self, timeout: float) -> bool:
         """Send (or spill) what is buffered for at most ``timeout`` seconds, then stop.
@@ -170,7 +188,12 @@ class StreamWriter:
 
     def _run(self) -> None:
         spill = self._spill
+        idle_looks = 0
         try:
+            _warm_up()
+            if len(self._buffer) == 0 and not self._stop.is_set():
+                self.wake.wait()  # until the first record (or close)
+            self.dozing = False
             while True:
                 now = time.monotonic()
                 self._probe(now)
@@ -179,6 +202,7 @@ class StreamWriter:
                     self._reporter.report()  # under sustained load too, not only when idle
                 batch = self._buffer.take(self._settings.send_batch_size)
                 if batch:
+                    idle_looks = 0
                     self._inflight = [item[0] for item in batch]
                     self._handle(batch)
                     self._inflight = []
@@ -193,9 +217,17 @@ class StreamWriter:
                 ):
                     continue
                 self.wake.clear()
+                replay_waits = spill is not None and not spill.journal.is_empty()
+                doze = idle_looks >= _DOZE_AFTER and not replay_waits
+                self.dozing = doze  # set before looking: a record() after the look rouses us
                 if len(self._buffer) == 0:
-                    replay_waits = spill is not None and not spill.journal.is_empty()
-                    self.wake.wait(_REPLAY_WAIT_S if replay_waits else _IDLE_WAIT_S)
+                    if doze:
+                        self.dozes += 1
+                    idle_looks += 1
+                    self.wake.wait(
+                        _IDLE_WAIT_S if doze else _REPLAY_WAIT_S if replay_waits else _LINGER_S
+                    )
+                self.dozing = False
             # The final report first: if Redis fails it, it is journaled and the replay
             # below gets a second chance to send it (after a fresh probe of every shard).
             self._probe()
@@ -339,3 +371,8 @@ class StreamWriter:
             self._unsent += len(rest)
             self._buffer.release(sum(item[1] for item in rest))
             self._ledger.drop("unsent_at_close", [item[0] for item in rest], "recorder closed")
+
+
+def _warm_up() -> None:
+    """Import redis-py now, on this thread, so neither ``import`` nor ``record()`` waits for it."""
+    import redis  # noqa: F401 - imported for its side effect: loaded before the first send
