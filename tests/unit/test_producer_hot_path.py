@@ -50,26 +50,24 @@ def test_hand_packed_xadd_batches_are_byte_for_byte_redis_pys() -> None:
     ],
 )
 def test_url_check_refuses_what_redis_py_refuses(url: str) -> None:
-    try:
-        parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as e:
-        with pytest.raises(ValueError) as ours:
-            check_redis_url(url)
-        assert str(ours.value) == str(e) or "Port" in str(e)
-    else:
-        check_redis_url(url)
+    def outcome(check: object) -> str:
+        try:
+            check(url)  # type: ignore[operator]
+        except ValueError as e:
+            return f"refused: {e}"
+        return "accepted"
+
+    assert outcome(check_redis_url) == outcome(parse_url)
 
 
 def test_buffered_records_are_untracked_before_the_oldest_generation() -> None:
     buffer = RecordBuffer(1 << 30, 10_000)
     metadata = {"endpoint": "/v1/chat/completions"}
     for i in range(1_000):
-        buffer.put(300, (i, "openai", b"body", "user-42"), metadata, {"status": 200})
+        buffer.put(300, i, "openai", b"body", "user-42", metadata, {"status": 200})
     items = list(buffer._items)
-    gc.collect(1)  # the young passes: what survives them goes to the oldest generation
-    gc.collect(1)
+    gc.collect(1)  # a young pass: what survives it goes to the oldest generation
     assert sum(map(gc.is_tracked, items)) == 0
-    assert sum(gc.is_tracked(item[2]) for item in items) == 0
     taken = buffer.take(1_000)
     assert taken[7] == (7, 300, (7, "openai", b"body", metadata, "user-42", {"status": 200}))
     assert len(buffer._extras) == 0

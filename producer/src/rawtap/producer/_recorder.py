@@ -137,7 +137,10 @@ class Recorder:
                     return False
             seq = self._buffer.put(
                 size_of(raw_response, details),
-                (time.time_ns(), provider, raw_response, session_id),
+                time.time_ns(),
+                provider,
+                raw_response,
+                session_id,
                 request_metadata,
                 details,
             )
