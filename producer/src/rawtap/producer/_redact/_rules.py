@@ -144,9 +144,12 @@ class Masking:
 
     def digests(self, record_id: str) -> list[str]:
         """``"<length>:<hex>"`` keyed digests of the longer secrets (key: the record id)."""
+        long = [s for s in self.secrets if len(s) >= DIGEST_MIN_LEN]
+        if not long:
+            return []
         key = record_id.encode()[:64]
         out = []
-        for secret in sorted(set(self.secrets)):
+        for secret in sorted(set(long)):
             if len(secret) >= DIGEST_MIN_LEN:
                 digest = hashlib.blake2b(secret, key=key, digest_size=8).hexdigest()
                 out.append(f"{len(secret)}:{digest}")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from rawtap.producer._events import Failed
 from rawtap.producer._journal import Entry
 from rawtap.producer._ledger import Ledger
-from rawtap.producer._writer._redis_call import RedisCaller
+from rawtap.producer._writer._redis_call import Call, RedisCaller
 from rawtap.producer._writer._resp import XaddPacker, is_plain_redis, send_batch
 from rawtap.shared import LogOnce, ProducerSettings, RedisClient, open_redis
 
@@ -75,6 +75,13 @@ class RedisLink:
 
         To one server, packed by hand (:mod:`._resp`); to a cluster, redis-py's pipeline.
         """
+        self.xadd_wait(self.xadd_submit(entries))
+
+    def xadd_submit(self, entries: list[tuple[str, Entry]]) -> Call:
+        """Start :meth:`xadd` on the I/O thread and return at once; :meth:`xadd_wait` for it.
+
+        The writer serializes its next batch while this one is on the wire and in Redis.
+        """
         client = self.client()
         call: Callable[[], object]
         if self._plain:
@@ -85,9 +92,12 @@ class RedisLink:
             for stream, entry in entries:
                 pipe.xadd(stream, entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
             call = pipe.execute
-        started = time.perf_counter()
-        self._io.run(call)
-        self._ledger.send_took(time.perf_counter() - started)
+        return self._io.submit(call)
+
+    def xadd_wait(self, call: Call) -> None:
+        """The outcome of :meth:`xadd_submit`: return, or raise why it failed (or stalled)."""
+        self._io.wait(call)
+        self._ledger.send_took(time.monotonic() - call.started)
 
     def send_failed(self, error: Exception, count: int) -> None:
         """A send of ``count`` records failed: reconnect next time, count it, tell observers."""
