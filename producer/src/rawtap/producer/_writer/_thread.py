@@ -28,6 +28,7 @@ from rawtap.producer._journal import SpillJournal
 from rawtap.producer._ledger import Ledger
 from rawtap.producer._serialize import SerializedRecord, serialize
 from rawtap.producer._writer._backpressure import Backpressure
+from rawtap.producer._writer._imports import import_redis
 from rawtap.producer._writer._link import RedisLink, connect
 from rawtap.producer._writer._redis_call import Call
 from rawtap.producer._writer._reports import Reporter
@@ -43,8 +44,7 @@ _IDLE_WAIT_S = 1.0
 # in a row (0.1 s) before it dozes until a record() rouses it.
 _LINGER_S = 0.005
 _DOZE_AFTER = 20
-# Serializing is pure Python: without a pause the writer holds the GIL for the whole switch
-# interval (5 ms), and whoever waits for it (the host, the I/O thread with replies) waits that.
+# Serializing is pure Python: unpaused, the writer keeps the GIL a whole switch interval (5 ms).
 _YIELD_EVERY = 50
 # How long an unanswered Redis call may hold the writer while the buffer fills.
 _STALL_S = 0.25
@@ -201,7 +201,7 @@ class StreamWriter:
         spill = self._spill
         idle_looks = 0
         try:
-            _warm_up()
+            import_redis()  # now, on this thread: neither import nor record() waits for it
             if len(self._buffer) == 0 and not self._stop.is_set():
                 self.wake.wait()  # until the first record (or close)
             self.dozing = False
@@ -363,15 +363,11 @@ class StreamWriter:
     def _send_until_done(self, records: list[SerializedRecord]) -> bool:
         """No journal: retry in memory until it works or the close deadline passes."""
         entries = [(self.streams[r.shard], r.entry) for r in records]
-        if not send_until_done(
-            self._link, entries, self._stop, self._closing_at, self._check_memory
-        ):
+        closing_at = lambda: self._deadline  # noqa: E731
+        if not send_until_done(self._link, entries, self._stop, closing_at, self._check_memory):
             return False
         self._sent(records)
         return True
-
-    def _closing_at(self) -> float:
-        return self._deadline
 
     # -- memory --------------------------------------------------------------------
 
@@ -396,8 +392,3 @@ class StreamWriter:
             self._unsent += len(rest)
             self._buffer.release(sum(item[1] for item in rest))
             self._ledger.drop("unsent_at_close", [item[0] for item in rest], "recorder closed")
-
-
-def _warm_up() -> None:
-    """Import redis-py now, on this thread, so neither ``import`` nor ``record()`` waits for it."""
-    import redis  # noqa: F401 - imported for its side effect: loaded before the first send
