@@ -36,6 +36,7 @@ from bench._common import (
     percentile,
     time_figure,
 )
+from bench._paced import first_record_figure, gc_figure, import_figure, paced_figures
 
 
 def _otel_tracer() -> tuple[Any, Any]:
@@ -98,6 +99,7 @@ def run(redis_url: str, quick: bool, **_: Any) -> list[Figure]:
     span_p50: list[float] = []
     span_p99: list[float] = []
     refused = 0
+    later: list[Figure] = []
     pc = time.perf_counter_ns
 
     with tempfile.TemporaryDirectory() as spill:
@@ -153,6 +155,8 @@ def run(redis_url: str, quick: bool, **_: Any) -> list[Figure]:
             for r in range(rounds):
                 for v in variants if r % 2 == 0 else reversed(variants):
                     v()
+            later = paced_figures(record, lambda: recorder.flush(60), body, subject_p50, quick)
+            later.append(gc_figure(record, lambda: recorder.flush(60), body, quick))
             stats = recorder.stats()
             refused = stats.dropped.get("buffer_full", 0)
         finally:
@@ -192,6 +196,9 @@ def run(redis_url: str, quick: bool, **_: Any) -> list[Figure]:
             "one awaited XADD per call (p99)", goal=10.0,
             note=f"p99 over all calls: {p99:.2f} µs",
         ),
+        *later,
+        first_record_figure(redis_url, prefix, quick),
+        import_figure(quick),
     ]  # fmt: skip
 
 

@@ -12,10 +12,17 @@ from collections.abc import Mapping
 from typing import Any
 
 Item = tuple[int, int, tuple[Any, ...]]
-"""One pending record: ``(seq, size, fields)``, ``fields`` as ``Recorder.record`` passed them.
+"""One pending record as :meth:`RecordBuffer.take` hands it to the writer: ``(seq, size,
+(captured_at_ns, provider, raw_response, request_metadata, session_id, details))``.
 
-``fields`` is kept as the caller's tuple rather than spliced into a flat one:
-``(seq, size, *fields)`` costs ~0.25 µs more per call, a quarter of the hot path.
+While buffered, a record is kept apart from its two dicts (``request_metadata`` and
+``details``): the flat ``(seq, size, captured_at_ns, provider, raw_response, session_id)``
+holds only atomic values, so the collector stops tracking it at the first pass it meets
+(a nested tuple could reach the oldest generation still tracked), and the dicts sit in a
+deque of their own. A tuple holding a dict stays tracked for good (CPython keeps
+any tuple with a dict in it tracked): a burst of buffered records then went to the oldest
+generation and made full collections scan them all (mean ``record()`` 4.4 µs in 20k-call
+bursts, 1.7 µs with ``gc.freeze()``).
 """
 
 
@@ -24,6 +31,7 @@ class RecordBuffer:
 
     __slots__ = (
         "_bytes",
+        "_extras",
         "_items",
         "_lock",
         "_next_seq",
@@ -36,15 +44,25 @@ class RecordBuffer:
     def __init__(self, max_bytes: int, max_items: int) -> None:
         self.max_bytes = max_bytes
         self.max_items = max_items
-        self._items: deque[Item] = deque()
+        self._items: deque[tuple[Any, ...]] = deque()
+        self._extras: deque[Any] = deque()  # metadata, details, metadata, details, …
         self._lock = threading.Lock()
         self._bytes = 0
         self._next_seq = 0
         self.accepted = 0
         self.refused = 0
 
-    def put(self, size: int, fields: tuple[Any, ...]) -> int:
-        """Append ``(seq, size, fields)`` and return its ``seq``, or -1 if full.
+    def put(
+        self,
+        size: int,
+        captured_at_ns: int,
+        provider: Any,
+        raw: Any,
+        session_id: Any,
+        metadata: Any,
+        details: Any,
+    ) -> int:
+        """Append a record and return its ``seq``, or -1 if full.
 
         ``seq`` is assigned under the lock, so it is gapless over accepted
         records and the buffer is in ``seq`` order.
@@ -57,14 +75,23 @@ class RecordBuffer:
             self._next_seq = seq + 1
             self.accepted += 1
             self._bytes += size
-            self._items.append((seq, size, fields))
+            self._items.append((seq, size, captured_at_ns, provider, raw, session_id))
+            extras = self._extras
+            extras.append(metadata)
+            extras.append(details)
             return seq
 
     def take(self, limit: int) -> list[Item]:
         """Remove and return up to ``limit`` items (their bytes stay accounted)."""
         items = self._items
+        pop = self._extras.popleft
         with self._lock:
-            return [items.popleft() for _ in range(min(limit, len(items)))]
+            taken = [items.popleft() for _ in range(min(limit, len(items)))]
+            extras = [pop() for _ in range(2 * len(taken))]
+        return [
+            (seq, size, (captured, provider, raw, extras[2 * i], session, extras[2 * i + 1]))
+            for i, (seq, size, captured, provider, raw, session) in enumerate(taken)
+        ]
 
     def release(self, nbytes: int) -> None:
         """Forget ``nbytes`` of taken items that have left the process or been dropped."""
@@ -75,6 +102,7 @@ class RecordBuffer:
         """Empty the buffer and restart ``seq`` at 0 (used in a forked child)."""
         self._lock = threading.Lock()
         self._items.clear()
+        self._extras.clear()
         self._bytes = 0
         self._next_seq = 0
         self.accepted = 0

@@ -5,8 +5,10 @@ gapless ``seq`` and append a tuple of references to the bounded buffer, and
 returns, in about a microsecond. It never blocks on I/O and never raises: any
 internal failure is counted and logged at most once a minute. Everything else
 (record id formatting, turning the response into bytes, the JSON envelope,
-Redis) happens on the writer thread, started on the first record, never at
-import or construction.
+Redis) happens on the writer thread. The thread is started at construction
+(it dozes, connecting to nothing, until the first record), so the first
+``record()`` costs what any other does; ``record()`` rouses it only when it
+dozes, never per record. Importing this module imports no Redis client.
 """
 
 import asyncio
@@ -18,14 +20,13 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
-from redis.connection import parse_url
-
 from rawtap.producer import _lifecycle, _metrics
 from rawtap.producer._buffer import RecordBuffer, size_of
 from rawtap.producer._details import RecordDetails
 from rawtap.producer._events import Callback, RecorderStats
 from rawtap.producer._journal import SpillJournal
 from rawtap.producer._ledger import Ledger
+from rawtap.producer._url import check_redis_url
 from rawtap.producer._writer import StreamWriter, journal_dir
 from rawtap.shared import (
     ConfigError,
@@ -99,6 +100,10 @@ class Recorder:
         )
         # Observable instruments, read when the host's SDK collects: nothing on record()'s path.
         _metrics.register(self)
+        if self._enabled:
+            # Here, not on the first record(): starting a thread and importing what exit
+            # handling needs cost milliseconds on the caller's thread.
+            self._start()
 
     # -- the hot path -------------------------------------------------------
 
@@ -132,19 +137,17 @@ class Recorder:
                     return False
             seq = self._buffer.put(
                 size_of(raw_response, details),
-                (
-                    time.time_ns(),
-                    provider,
-                    raw_response,
-                    request_metadata,
-                    session_id,
-                    details,
-                ),
+                time.time_ns(),
+                provider,
+                raw_response,
+                session_id,
+                request_metadata,
+                details,
             )
             if seq < 0:
                 return False
-            if not writer.wake.is_set():
-                writer.wake.set()
+            if writer.dozing:
+                writer.rouse()
         except Exception:  # noqa: BLE001 - the host must never see our failures
             self.ledger.count("internal_errors")
             _log_once.warning("record", "rawtap: record() failed internally", exc_info=True)
@@ -382,7 +385,7 @@ def _check_redis_url(url: str) -> None:
     """Refuse, at construction, a Redis URL the writer thread could never use."""
     plain, _nodes, _cluster = split_cluster_url(url)
     try:
-        parse_url(plain)  # type: ignore[no-untyped-call]
+        check_redis_url(plain)
     except ValueError as e:
         raise ConfigError(
             f"invalid setting redis_url: {scrub_text(str(e))} (got {display_url(url)!r})"

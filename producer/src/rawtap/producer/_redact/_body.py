@@ -14,27 +14,33 @@ def mask_bytes(data: bytes, found: Masking) -> tuple[bytes, int]:
     A body that ends inside a secret (it was cut) has that partial secret masked too.
     """
     count = 0
-    for variant in found.variants:
+    probes = found.probes
+    # Every spelling of a secret contains its probe: without any probe, none is here.
+    whole = probes is None or any(probe in data for probe in probes)
+    for variant in found.variants if whole else ():
         if variant in data:
             count += data.count(variant)
             data = data.replace(variant, mask(variant))
-    if data:
-        last = data[-1]
+    if data and data[-1] in found.variant_bytes:
+        last = data[-1:]
         for variant in found.variants:
-            # The longest prefix of the variant the data ends with (at least MIN_SECRET_LEN).
-            for k in range(len(variant) - 1, MIN_SECRET_LEN - 1, -1):
-                if variant[k - 1] == last and data.endswith(variant[:k]):
+            # The longest prefix of the variant the data ends with (at least MIN_SECRET_LEN):
+            # only prefixes ending in the data's last byte can, found by rfind, not a loop.
+            j = variant.rfind(last, 0, len(variant) - 1)
+            while j + 1 >= MIN_SECRET_LEN:
+                k = j + 1
+                if data.endswith(variant[:k]):
                     data = data[:-k] + b"*" * k
                     count += 1
                     break
+                j = variant.rfind(last, 0, j)
     return data, count
 
 
 def mask_text(text: str, found: Masking) -> tuple[str, int]:
     """``text`` with every spelling of every secret replaced by ``[REDACTED]``, and the count."""
     count = 0
-    for variant in found.variants:
-        value = variant.decode("latin-1")
+    for value in found.text_variants:
         if value in text:
             count += text.count(value)
             text = text.replace(value, REDACTED)
@@ -44,7 +50,7 @@ def mask_text(text: str, found: Masking) -> tuple[str, int]:
 def mask_headers(headers_: list[list[str]], found: Masking, place: str) -> None:
     """Secrets echoed in any header value replaced, in place (one search when none is)."""
     joined = "\n".join([pair[1] for pair in headers_])
-    if not any(variant.decode("latin-1") in joined for variant in found.variants):
+    if not any(variant in joined for variant in found.text_variants):
         return
     for pair in headers_:
         if pair[1] == REDACTED:

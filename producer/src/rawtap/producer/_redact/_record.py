@@ -79,8 +79,7 @@ def redact_record(
     if out.url:
         out.url, n = mask_text(out.url, found)
         found.hit("url", n)
-    mask_headers(out.request_headers, found, "headers")
-    mask_headers(out.response_headers, found, "headers")
+    mask_headers(out.request_headers + out.response_headers, found, "headers")
     out.request_body, n = mask_bytes(request_body, found)
     found.hit("request_body", n)
     coding = header_value(out.response_headers, "content-encoding")

@@ -102,13 +102,27 @@ def mask(secret: bytes) -> bytes:
 class Masking:
     """What one record's redaction found: the secrets, and the count and places masked."""
 
-    __slots__ = ("count", "places", "secrets", "variants")
+    __slots__ = (
+        "count",
+        "places",
+        "probes",
+        "secrets",
+        "text_variants",
+        "variant_bytes",
+        "variants",
+    )
 
     def __init__(self) -> None:
         self.secrets: list[bytes] = []
         self.count = 0
         self.places: list[str] = []
         self.variants: list[bytes] = []
+        self.text_variants: list[str] = []
+        """``variants`` as text (latin-1), for headers, URLs and error text."""
+        self.probes: list[bytes] | None = None
+        self.variant_bytes: frozenset[int] = frozenset()
+        """Every byte value of the spellings (a text ending in another ends in no secret)."""
+        """Per secret, a run of it that every spelling contains (None: search every spelling)."""
 
     def hit(self, place: str, n: int = 1) -> None:
         """``n`` values were masked in ``place``."""
@@ -125,13 +139,17 @@ class Masking:
 
     def seal(self) -> None:
         """Build the spellings to search for, longest first."""
-        self.variants = _spellings(tuple(self.secrets))
+        self.variants, self.text_variants, self.probes = _spellings(tuple(self.secrets))
+        self.variant_bytes = _byte_values(tuple(self.variants))
 
     def digests(self, record_id: str) -> list[str]:
         """``"<length>:<hex>"`` keyed digests of the longer secrets (key: the record id)."""
+        long = [s for s in self.secrets if len(s) >= DIGEST_MIN_LEN]
+        if not long:
+            return []
         key = record_id.encode()[:64]
         out = []
-        for secret in sorted(set(self.secrets)):
+        for secret in sorted(set(long)):
             if len(secret) >= DIGEST_MIN_LEN:
                 digest = hashlib.blake2b(secret, key=key, digest_size=8).hexdigest()
                 out.append(f"{len(secret)}:{digest}")
@@ -139,7 +157,9 @@ class Masking:
 
 
 @functools.lru_cache(maxsize=256)
-def _spellings(secrets: tuple[bytes, ...]) -> list[bytes]:
+def _spellings(
+    secrets: tuple[bytes, ...],
+) -> tuple[list[bytes], list[str], list[bytes] | None]:
     # Cached: a service sends the same few keys over and over.
     spellings: set[bytes] = set()
     for secret in secrets:
@@ -152,7 +172,29 @@ def _spellings(secrets: tuple[bytes, ...]) -> list[bytes]:
             _json_escaped(text).replace("/", "\\/"),
         ):
             spellings.add(other.encode("latin-1", "replace"))
-    return sorted(spellings, key=len, reverse=True)
+    ordered = sorted(spellings, key=len, reverse=True)
+    probes = [_probe(secret) for secret in secrets]
+    shortcut = None if any(p is None for p in probes) else sorted({p for p in probes if p})
+    return ordered, [v.decode("latin-1") for v in ordered], shortcut
+
+
+@functools.lru_cache(maxsize=256)
+def _byte_values(variants: tuple[bytes, ...]) -> frozenset[int]:
+    return frozenset(b for v in variants for b in v)
+
+
+_UNRESERVED = re.compile(rb"[A-Za-z0-9_.~-]+")
+
+
+def _probe(secret: bytes) -> bytes | None:
+    """The longest run of ``secret`` no spelling escapes (quote, quote_plus, JSON), if long.
+
+    Every spelling contains it, so a text without it holds no spelling at all: one
+    search instead of one per spelling.
+    """
+    runs = _UNRESERVED.findall(secret)
+    best = max(runs, key=len, default=b"")
+    return best if len(best) >= MIN_SECRET_LEN else None
 
 
 def _json_escaped(text: str) -> str:

@@ -9,8 +9,6 @@ backlog is back under the low watermark. The other shards keep flowing.
 
 import logging
 
-import redis
-
 from rawtap.producer._ledger import Ledger
 from rawtap.producer._writer._link import RedisLink
 from rawtap.shared import LogOnce, ProducerSettings, RedisClient, reply_text
@@ -94,6 +92,8 @@ def read_backlogs(client: RedisClient, streams: list[str]) -> list[int]:
     unread entries were trimmed, so it is capped by the stream's length and
     a group that has delivered the newest entry has no backlog at all.
     """
+    import redis  # here, not at import: importing rawtap.producer must not import redis-py
+
     pipe = client.pipeline(transaction=False)
     for stream in streams:
         pipe.xinfo_stream(stream)

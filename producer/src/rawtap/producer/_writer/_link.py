@@ -17,7 +17,8 @@ from collections.abc import Callable
 from rawtap.producer._events import Failed
 from rawtap.producer._journal import Entry
 from rawtap.producer._ledger import Ledger
-from rawtap.producer._writer._redis_call import RedisCaller
+from rawtap.producer._writer._redis_call import Call, RedisCaller
+from rawtap.producer._writer._resp import XaddPacker, is_plain_redis, send_batch
 from rawtap.shared import LogOnce, ProducerSettings, RedisClient, open_redis
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class RedisLink:
         self._ledger = ledger
         self._client_factory = client_factory
         self._client: RedisClient | None = None
+        self._plain = False
+        self._packer = XaddPacker(settings.maxlen)
         self._io = RedisCaller(give_up)
         self.outage = False
         """Redis failed; batches spill until a probe succeeds."""
@@ -64,16 +67,37 @@ class RedisLink:
         """The client, connecting (lazily) if there is none."""
         if self._client is None:
             self._client = self._client_factory(self._settings)
+            self._plain = is_plain_redis(self._client)
         return self._client
 
     def xadd(self, entries: list[tuple[str, Entry]]) -> None:
-        """One pipelined round trip of ``XADD stream … MAXLEN ~`` (one key per command)."""
-        pipe = self.client().pipeline(transaction=False)
-        for stream, entry in entries:
-            pipe.xadd(stream, entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
-        started = time.perf_counter()
-        self._io.run(pipe.execute)
-        self._ledger.send_took(time.perf_counter() - started)
+        """One pipelined round trip of ``XADD stream … MAXLEN ~`` (one key per command).
+
+        To one server, packed by hand (:mod:`._resp`); to a cluster, redis-py's pipeline.
+        """
+        self.xadd_wait(self.xadd_submit(entries))
+
+    def xadd_submit(self, entries: list[tuple[str, Entry]]) -> Call:
+        """Start :meth:`xadd` on the I/O thread and return at once; :meth:`xadd_wait` for it.
+
+        The writer serializes its next batch while this one is on the wire and in Redis.
+        """
+        client = self.client()
+        call: Callable[[], object]
+        if self._plain:
+            packed, count = self._packer.pack(entries), len(entries)
+            call = lambda: send_batch(client, packed, count)  # noqa: E731
+        else:
+            pipe = client.pipeline(transaction=False)
+            for stream, entry in entries:
+                pipe.xadd(stream, entry, maxlen=self._settings.maxlen, approximate=True)  # type: ignore[arg-type]
+            call = pipe.execute
+        return self._io.submit(call)
+
+    def xadd_wait(self, call: Call) -> None:
+        """The outcome of :meth:`xadd_submit`: return, or raise why it failed (or stalled)."""
+        self._io.wait(call)
+        self._ledger.send_took(time.monotonic() - call.started)
 
     def send_failed(self, error: Exception, count: int) -> None:
         """A send of ``count`` records failed: reconnect next time, count it, tell observers."""

@@ -12,6 +12,7 @@ after a stuck call waits behind it instead of opening more connections.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401 - see below
 import queue
 import threading
 import time
@@ -20,6 +21,10 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar, cast
 
+# concurrent.futures.thread is imported here, on the thread importing rawtap, because it
+# registers an exit hook: redis-py imports it, and the writer thread imports redis-py, maybe
+# while the interpreter is already shutting down (a short script), when that hook is refused.
+
 T = TypeVar("T")
 
 _POLL_S = 0.01
@@ -27,6 +32,16 @@ _POLL_S = 0.01
 
 class RedisStalled(Exception):
     """Redis took a call and has not answered while the writer could afford to wait."""
+
+
+class Call:
+    """A call submitted to the I/O thread: its future and when it was submitted."""
+
+    __slots__ = ("future", "started")
+
+    def __init__(self, future: Future[object], started: float) -> None:
+        self.future = future
+        self.started = started
 
 
 class RedisCaller:
@@ -41,15 +56,23 @@ class RedisCaller:
 
     def run(self, call: Callable[[], T]) -> T:
         """``call()``'s result, or raise what it raised, or :class:`RedisStalled`."""
+        return cast(T, self.wait(self.submit(call)))
+
+    def submit(self, call: Callable[[], object]) -> Call:
+        """Start ``call()`` on the I/O thread; :meth:`wait` for it (calls run in order)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name="rawtap-redis-io", daemon=True)
             self._thread.start()
         future: Future[object] = Future()
         self._jobs.put((call, future))
-        started = time.monotonic()
+        return Call(future, time.monotonic())
+
+    def wait(self, call: Call) -> object:
+        """What a submitted call returned, or raise what it raised, or :class:`RedisStalled`."""
+        future, started = call.future, call.started
         while True:
             try:
-                return cast(T, future.result(timeout=_POLL_S))
+                return future.result(timeout=_POLL_S)
             except FutureTimeout:
                 if self._give_up(time.monotonic() - started):
                     msg = "Redis accepted the connection but has not answered"

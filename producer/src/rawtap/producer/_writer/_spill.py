@@ -9,7 +9,8 @@ reason, reported to the workers).
 
 import hashlib
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -32,6 +33,9 @@ from rawtap.shared import ENTRY_ENVELOPE, ENTRY_KIND, LogOnce, ProducerSettings,
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
+
+REPLAY_WAIT_S = 0.05
+"""How long the writer waits between looks while a journal waits to be replayed."""
 
 Frame = tuple[int, Route | None, Entry]
 """``(seq, route, entry)`` as :func:`rawtap.producer._journal.read_frames` yields them."""
@@ -166,6 +170,23 @@ class Spill:
             self._backpressure.spend(shard, 1)
         self._ledger.add_replayed(sum(1 for _, r, e in batch if not _is_control(r, e)))
         return True
+
+    def replay_before_exit(self, deadline: float, buffer_empty: Callable[[], bool]) -> None:
+        """On close, empty the journal into Redis while time is left and Redis can take it.
+
+        An unreachable Redis ends this at once (the records are safe on disk and
+        the next run replays them); lagging consumers are waited for until the
+        close ``deadline``, since sending past the cap would let MAXLEN trim.
+        """
+        while not self.journal.is_empty() and not self._link.outage:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            self._backpressure.maybe_check(now)
+            if self._backpressure.shards:
+                time.sleep(min(REPLAY_WAIT_S, max(0.0, deadline - now)))
+            elif not self.replay_step(include_active=buffer_empty()):
+                return
 
     def _frame_shard(self, seq: int, route: Route | None, entry: Entry) -> int:
         """The shard of a journaled record: from its frame's route, or from its envelope.

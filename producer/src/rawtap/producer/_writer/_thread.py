@@ -1,8 +1,13 @@
 """StreamWriter: the thread that drains one Recorder's buffer and decides where each batch goes.
 
-It sleeps on an event when the buffer is empty, drains it in batches,
+It drains the buffer in batches and, when it is empty, looks again every
+``_LINGER_S``; after ``_DOZE_AFTER`` empty looks it dozes on an event, which
+the next ``record()`` sets (once per doze, never per record: a wake-up per
+record, and the GIL hand-off it causes, would land on the caller). It
 serializes each record (the expensive part, kept off the caller's thread) and
-sends the batch in one pipelined round trip (:mod:`._link`). A batch goes to
+sends the batch in one pipelined round trip (:mod:`._link`), serializing the
+next batch while it is on the wire and in Redis (:meth:`StreamWriter._land`
+then waits for its outcome). A batch goes to
 Redis normally; to the spill journal (:mod:`._spill`) while Redis fails or
 while its shard is backpressured (:mod:`._backpressure`); reports go out
 every ``report_interval_s`` (:mod:`._reports`).
@@ -13,7 +18,6 @@ bytes stay counted against the buffer's bound, so ``record()`` starts refusing
 """
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -24,16 +28,24 @@ from rawtap.producer._journal import SpillJournal
 from rawtap.producer._ledger import Ledger
 from rawtap.producer._serialize import SerializedRecord, serialize
 from rawtap.producer._writer._backpressure import Backpressure
-from rawtap.producer._writer._link import BACKOFF_FIRST_S, BACKOFF_MAX_S, RedisLink, connect
+from rawtap.producer._writer._imports import import_redis
+from rawtap.producer._writer._link import RedisLink, connect
+from rawtap.producer._writer._redis_call import Call
 from rawtap.producer._writer._reports import Reporter
-from rawtap.producer._writer._spill import Spill
+from rawtap.producer._writer._retry import send_until_done
+from rawtap.producer._writer._spill import REPLAY_WAIT_S, Spill
 from rawtap.shared import LogOnce, ProducerSettings, RedisClient, StreamNames, shard_for
 
 logger = logging.getLogger(__name__)
 _log_once = LogOnce(logger)
 
 _IDLE_WAIT_S = 1.0
-_REPLAY_WAIT_S = 0.05
+# While records come, how often the writer looks at the buffer; and how many empty looks
+# in a row (0.1 s) before it dozes until a record() rouses it.
+_LINGER_S = 0.005
+_DOZE_AFTER = 20
+# Serializing is pure Python: unpaused, the writer keeps the GIL a whole switch interval (5 ms).
+_YIELD_EVERY = 50
 # How long an unanswered Redis call may hold the writer while the buffer fills.
 _STALL_S = 0.25
 
@@ -66,6 +78,10 @@ class StreamWriter:
         self.stream = self.streams[0]
         """The first shard's stream (the only one when ``shards`` is 1)."""
         self.wake = threading.Event()
+        self.dozing = False
+        """True while the thread waits for a record() to rouse it (see :meth:`rouse`)."""
+        self.dozes = 0
+        self.rousings = 0
         self._stop = threading.Event()
         self._deadline = float("inf")
         self._link = RedisLink(settings, self.streams, ledger, client_factory, self._stop_waiting)
@@ -96,11 +112,24 @@ class StreamWriter:
         self._unsent = 0
         # Seqs of the batch being serialized and delivered, not yet counted anywhere.
         self._inflight: list[int] = []
+        # The batch on its way to Redis while the next is serialized: the call, its records,
+        # those sent and those held for the journal, and their bytes (see _land).
+        self._flight: (
+            tuple[Call, list[SerializedRecord], list[SerializedRecord], list[SerializedRecord], int]
+            | None
+        ) = None
         self._thread = threading.Thread(target=self._run, name="rawtap-writer", daemon=True)
 
     def start(self) -> None:
-        """Start the thread."""
+        """Start the thread (it dozes, touching nothing, until the first record)."""
+        self.dozing = True
         self._thread.start()
+
+    def rouse(self) -> None:
+        """A record arrived while the thread dozes: wake it (``record()`` calls this then only)."""
+        self.dozing = False
+        self.rousings += 1
+        self.wake.set()
 
     def stop(self, timeout: float) -> bool:
         """Send (or spill) what is buffered for at most ``timeout`` seconds, then stop.
@@ -170,7 +199,12 @@ class StreamWriter:
 
     def _run(self) -> None:
         spill = self._spill
+        idle_looks = 0
         try:
+            import_redis()  # now, on this thread: neither import nor record() waits for it
+            if len(self._buffer) == 0 and not self._stop.is_set():
+                self.wake.wait()  # until the first record (or close)
+            self.dozing = False
             while True:
                 now = time.monotonic()
                 self._probe(now)
@@ -179,10 +213,14 @@ class StreamWriter:
                     self._reporter.report()  # under sustained load too, not only when idle
                 batch = self._buffer.take(self._settings.send_batch_size)
                 if batch:
-                    self._inflight = [item[0] for item in batch]
+                    idle_looks = 0
+                    self._inflight = [*self._flight_seqs(), *(item[0] for item in batch)]
                     self._handle(batch)
-                    self._inflight = []
+                    self._inflight = self._flight_seqs()
                     self._check_memory()
+                    continue
+                if self._flight is not None:
+                    self._land()  # nothing to serialize meanwhile: wait for the batch sent
                     continue
                 if self._stop.is_set():
                     break
@@ -192,15 +230,15 @@ class StreamWriter:
                     and spill.replay_step(include_active=len(self._buffer) == 0)
                 ):
                     continue
-                self.wake.clear()
-                if len(self._buffer) == 0:
-                    replay_waits = spill is not None and not spill.journal.is_empty()
-                    self.wake.wait(_REPLAY_WAIT_S if replay_waits else _IDLE_WAIT_S)
+                self._idle(idle_looks)
+                idle_looks += 1
             # The final report first: if Redis fails it, it is journaled and the replay
             # below gets a second chance to send it (after a fresh probe of every shard).
             self._probe()
             self._reporter.report(final=True)
-            self._replay_before_exit()
+            if spill is not None:
+                self._probe()
+                spill.replay_before_exit(self._deadline, lambda: len(self._buffer) == 0)
         except Exception:  # a bug: keep the host alive, stop accepting, say so once
             logger.exception(
                 "rawtap writer thread stopped by an unexpected error; recording is disabled"
@@ -214,11 +252,26 @@ class StreamWriter:
                 spill.journal.close()
             self._link.close()
 
+    def _idle(self, idle_looks: int) -> None:
+        """The buffer was empty: look again in ``_LINGER_S``; after ``_DOZE_AFTER`` looks, doze."""
+        spill = self._spill
+        self.wake.clear()
+        replay_waits = spill is not None and not spill.journal.is_empty()
+        doze = idle_looks >= _DOZE_AFTER and not replay_waits
+        self.dozing = doze  # set before looking: a record() after the look rouses us
+        if len(self._buffer) == 0:
+            if doze:
+                self.dozes += 1
+            self.wake.wait(_IDLE_WAIT_S if doze else REPLAY_WAIT_S if replay_waits else _LINGER_S)
+        self.dozing = False
+
     def _handle(self, batch: list[Item]) -> None:
         nbytes = sum(item[1] for item in batch)
         records: list[SerializedRecord] = []
         shards = len(self.streams)
-        for item in batch:
+        for n, item in enumerate(batch, 1):
+            if n % _YIELD_EVERY == 0:
+                time.sleep(0)  # let the GIL go: the Redis I/O thread and the host's threads
             try:
                 rec = serialize(
                     item,
@@ -231,39 +284,70 @@ class StreamWriter:
                 records.append(rec)
             except Exception as e:  # noqa: BLE001 - one bad record must not stop the others
                 self._ledger.drop("serialize_error", [item[0]], repr(e))
-        self._inflight = [rec.seq for rec in records]
+        self._inflight = [*self._flight_seqs(), *(rec.seq for rec in records)]
         for rec in records:
             if rec.fallback:
                 self._ledger.count("serialize_fallbacks")
             if rec.truncated:
                 self._ledger.count("truncated")
+        if self._flight is not None:
+            self._land()  # the previous batch, sent while this one was serialized
         if records:
-            self._deliver(records)
+            self._deliver(records, nbytes)
+        else:
+            self._buffer.release(nbytes)
+
+    def _flight_seqs(self) -> list[int]:
+        flight = self._flight
+        return [] if flight is None else [r.seq for r in flight[1]]
+
+    def _land(self) -> None:
+        """Wait for the batch in flight; what failed goes to the journal (see :meth:`_deliver`)."""
+        assert self._flight is not None
+        assert self._spill is not None
+        call, records, direct, held, nbytes = self._flight
+        self._flight = None
+        try:
+            self._link.xadd_wait(call)
+        except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
+            self._link.enter_outage(e, len(direct))
+            held = records
+        else:
+            for r in direct:
+                self._backpressure.spend(r.shard, 1)
+            self._sent(direct)
+        if held:
+            self._spill.spill(held)
         self._buffer.release(nbytes)
 
-    def _deliver(self, records: list[SerializedRecord]) -> None:
+    def _deliver(self, records: list[SerializedRecord], nbytes: int) -> None:
+        """Send ``records`` (or spill them); with a journal, the send lands later (:meth:`_land`).
+
+        Their ``nbytes`` stay counted against the buffer's bound until they left memory.
+        """
         if self._spill is None:
             if not self._send_until_done(records):
                 self._unsent += len(records)
                 self._ledger.drop(
                     "unsent_at_close", [r.seq for r in records], "Redis unreachable at close"
                 )
+            self._buffer.release(nbytes)
             return
         ok = self._backpressure.ok
         direct = [r for r in records if ok(r.shard)]
         held = [r for r in records if not ok(r.shard)] if direct else records
         if direct:
             try:
-                self._link.xadd([(self.streams[r.shard], r.entry) for r in direct])
+                call = self._link.xadd_submit([(self.streams[r.shard], r.entry) for r in direct])
             except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
                 self._link.enter_outage(e, len(direct))
                 held = records
             else:
-                for r in direct:
-                    self._backpressure.spend(r.shard, 1)
-                self._sent(direct)
+                self._flight = (call, records, direct, held, nbytes)
+                return
         if held:
             self._spill.spill(held)
+        self._buffer.release(nbytes)
 
     def _sent(self, records: list[SerializedRecord]) -> None:
         self._ledger.add_sent(len(records))
@@ -278,49 +362,12 @@ class StreamWriter:
 
     def _send_until_done(self, records: list[SerializedRecord]) -> bool:
         """No journal: retry in memory until it works or the close deadline passes."""
-        delay = BACKOFF_FIRST_S
-        while True:
-            try:
-                self._link.xadd([(self.streams[r.shard], r.entry) for r in records])
-            except Exception as e:  # noqa: BLE001 - any failure of a send is an outage, never a dead writer
-                self._link.send_failed(e, len(records))
-                _log_once.warning(
-                    "send", "rawtap: cannot write to Redis (%s); retrying, records stay buffered", e
-                )
-                self._check_memory()  # the buffer fills while we wait: say so now
-            else:
-                self._sent(records)
-                return True
-            if self._stop.is_set():
-                left = self._deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                time.sleep(min(delay, left))
-            else:
-                # Returns at once when close() is called, to use what is left of its bound.
-                self._stop.wait(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, BACKOFF_MAX_S)
-
-    def _replay_before_exit(self) -> None:
-        """On close, empty the journal into Redis while time is left and Redis can take it.
-
-        An unreachable Redis ends this at once (the records are safe on disk and
-        the next run replays them); lagging consumers are waited for until the
-        close deadline, since sending past the cap would let MAXLEN trim.
-        """
-        spill = self._spill
-        if spill is None:
-            return
-        self._probe()
-        while not spill.journal.is_empty() and not self._link.outage:
-            now = time.monotonic()
-            if now >= self._deadline:
-                return
-            self._backpressure.maybe_check(now)
-            if self.backpressured:
-                time.sleep(min(_REPLAY_WAIT_S, max(0.0, self._deadline - now)))
-            elif not spill.replay_step(include_active=len(self._buffer) == 0):
-                return
+        entries = [(self.streams[r.shard], r.entry) for r in records]
+        closing_at = lambda: self._deadline  # noqa: E731
+        if not send_until_done(self._link, entries, self._stop, closing_at, self._check_memory):
+            return False
+        self._sent(records)
+        return True
 
     # -- memory --------------------------------------------------------------------
 
@@ -334,6 +381,12 @@ class StreamWriter:
             self._warned = False
 
     def _drop_rest(self) -> None:
+        if self._flight is not None:  # only after a bug: its outcome will never be known
+            _call, records, _direct, _held, nbytes = self._flight
+            self._flight = None
+            self._unsent += len(records)
+            self._buffer.release(nbytes)
+            self._ledger.drop("unsent_at_close", [r.seq for r in records], "writer failed")
         rest = self._buffer.take(len(self._buffer))
         if rest:
             self._unsent += len(rest)
