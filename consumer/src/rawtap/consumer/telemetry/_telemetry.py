@@ -29,8 +29,9 @@ from rawtap.consumer.telemetry._config import (
 )
 from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter
 from rawtap.consumer.telemetry._genai import gen_ai_attributes
+from rawtap.consumer.telemetry._histograms import MergingMetricExporter
 from rawtap.consumer.telemetry._metrics import Metrics
-from rawtap.consumer.telemetry._spans import Spans
+from rawtap.consumer.telemetry._spans import SCOPE, Spans
 from rawtap.consumer.telemetry._view import CommittedBatch, WorkerView
 from rawtap.shared import ConfigError, LogOnce
 
@@ -54,6 +55,7 @@ class WorkerTelemetry:
         metric_readers: Sequence[MetricReader] = (),
         resource: Resource | None = None,
         settings: TelemetrySettings | None = None,
+        merging_exporters: Sequence[MergingMetricExporter] = (),
     ) -> None:
         self.settings = settings or TelemetrySettings()
         self.resource = resource or default_resource()
@@ -65,8 +67,9 @@ class WorkerTelemetry:
         self._spans = Spans(span_processors, self.resource)
         self._processor = self._spans.processor
         self._metrics = Metrics(
-            metric_readers, self.resource, self.settings, self._log, instruments=self.enabled
-        )
+            metric_readers, self.resource, self.settings, self._log,
+            instruments=self.enabled, merging=merging_exporters,
+        )  # fmt: skip
 
     @property
     def errors(self) -> int:
@@ -100,13 +103,17 @@ class WorkerTelemetry:
             OtlpSpanSender(e, env) if isinstance(e, RawSpanExporter) else BatchSpanProcessor(e)
             for e in exporters(env, "TRACES")
         ]
-        readers: list[MetricReader] = [
-            PeriodicExportingMetricReader(exporter) for exporter in exporters(env, "METRICS")
-        ]
         resource = default_resource(consumer)
+        # Each metric exporter also gets the record histograms rawtap aggregates per batch.
+        merging = [
+            MergingMetricExporter(exporter, SCOPE, resource)
+            for exporter in exporters(env, "METRICS")
+        ]
+        readers: list[MetricReader] = [PeriodicExportingMetricReader(e) for e in merging]
         telemetry = cls(
-            span_processors=processors, metric_readers=readers, resource=resource, settings=settings
-        )
+            span_processors=processors, metric_readers=readers, resource=resource,
+            settings=settings, merging_exporters=merging,
+        )  # fmt: skip
         logger.info(
             "telemetry on: %d span exporter(s), %d metric exporter(s), service.name=%s",
             len(processors),
@@ -144,8 +151,7 @@ class WorkerTelemetry:
         gen_ais = [gen_ai_attributes(record, fields) for record, fields in batch.stored]
         spans = self._spans.record_spans(batch.stored, gen_ais) if self._spans.enabled else []
         if self._metrics.recording:
-            for (record, fields), gen_ai in zip(batch.stored, gen_ais, strict=True):
-                self._metrics.record(record, fields, persisted_ns, gen_ai[0])
+            self._metrics.records(batch.stored, gen_ais, persisted_ns)
         batch_attrs = {
             "messaging.system": "redis",
             "messaging.destination.name": batch.stream,
