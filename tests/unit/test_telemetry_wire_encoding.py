@@ -8,16 +8,18 @@ same batch through both must decode to the same ``Span`` messages as the SDK's
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from rawtap.consumer.derivation import derive
-from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter
+from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter, span_processor
 from rawtap.consumer.telemetry._genai import gen_ai_attributes
 from rawtap.consumer.telemetry._spans import Spans
 from tests.support.records import make_record
@@ -111,3 +113,23 @@ def test_the_batch_span_keeps_the_sdk_link_limit() -> None:
     assert len(batch.links) == spans.limits.max_links
     assert batch.dropped_links_count == 200 - len(batch.links)
     assert sender.stats() == {"sent": 201, "failed": 0, "dropped": 0}
+
+
+def test_without_the_sdk_client_the_sdk_batch_processor_takes_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = RawSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    assert exporter.can_send_encoded()
+    sender = span_processor(exporter, {})
+    assert isinstance(sender, OtlpSpanSender)
+    sender.shutdown()
+
+    changed = RawSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    client = changed.__dict__.pop("_client")  # an SDK release without the attribute used
+    assert not changed.can_send_encoded()
+    with caplog.at_level(logging.WARNING):
+        fallback = span_processor(changed, {})
+    assert isinstance(fallback, BatchSpanProcessor)
+    assert "batch span processor" in caplog.text
+    changed.__dict__["_client"] = client  # for the SDK's own shutdown
+    fallback.shutdown()  # type: ignore[no-untyped-call]

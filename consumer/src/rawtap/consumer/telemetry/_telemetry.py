@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from pydantic import ValidationError
 
 from rawtap.consumer.telemetry._config import (
@@ -27,7 +26,7 @@ from rawtap.consumer.telemetry._config import (
     exporters,
     otel_configured,
 )
-from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter
+from rawtap.consumer.telemetry._export import span_processor
 from rawtap.consumer.telemetry._genai import gen_ai_attributes
 from rawtap.consumer.telemetry._histograms import MergingMetricExporter
 from rawtap.consumer.telemetry._metrics import Metrics
@@ -99,10 +98,7 @@ class WorkerTelemetry:
         if mode == "off" or disabled or (mode == "auto" and not otel_configured(env)):
             return cls(settings=settings)
         # OTLP/HTTP gets the batch's spans encoded by rawtap; others the SDK's batch processor.
-        processors: list[SpanProcessor] = [
-            OtlpSpanSender(e, env) if isinstance(e, RawSpanExporter) else BatchSpanProcessor(e)
-            for e in exporters(env, "TRACES")
-        ]
+        processors = [span_processor(e, env) for e in exporters(env, "TRACES")]
         resource = default_resource(consumer)
         # Each metric exporter also gets the record histograms rawtap aggregates per batch.
         merging = [
