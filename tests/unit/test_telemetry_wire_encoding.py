@@ -15,12 +15,13 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from rawtap.consumer.derivation import derive
 from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter, span_processor
-from rawtap.consumer.telemetry._genai import gen_ai_attributes
+from rawtap.consumer.telemetry._genai import gen_ai_attributes, record_attributes
 from rawtap.consumer.telemetry._spans import Spans
 from tests.support.records import make_record
 
@@ -72,7 +73,26 @@ def _by_span_id(request: ExportTraceServiceRequest) -> dict[bytes, tuple[Any, An
     return out
 
 
-def test_rawtap_encoding_equals_the_sdk_encoder_for_the_same_batch() -> None:
+LIMITS = {
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "6",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "5",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT": "0",
+}
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {},
+        LIMITS,
+        {"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "3", "OTEL_SPAN_EVENT_COUNT_LIMIT": "0"},
+    ],
+)
+def test_rawtap_encoding_equals_the_sdk_encoder_for_the_same_batch(
+    limits: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
     capture = _Capture()
     sender = OtlpSpanSender(capture, {"OTEL_BSP_SCHEDULE_DELAY": "600000"})
     memory = InMemorySpanExporter()
@@ -96,6 +116,26 @@ def test_rawtap_encoding_equals_the_sdk_encoder_for_the_same_batch() -> None:
     for span_id, (where, span) in theirs.items():
         assert mine[span_id][0] == where
         assert mine[span_id][1] == span, span.name
+    if limits:
+        assert any(s.dropped_attributes_count or s.dropped_events_count for _, s in mine.values())
+
+
+def test_record_span_limits_are_the_sdk_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in LIMITS.items():
+        monkeypatch.setenv(name, value)
+    spans = Spans([SimpleSpanProcessor(InMemorySpanExporter())], Resource({}))
+    tracer = TracerProvider(span_limits=SpanLimits()).get_tracer("t")
+    records = _records()
+    stored = [(r, derive(r, with_request_model=True)) for r in records]
+    gen_ais = [gen_ai_attributes(r, f) for r, f in stored]
+    for span, (record, fields), gen_ai in zip(
+        spans.record_spans(stored, gen_ais), stored, gen_ais, strict=True
+    ):
+        sdk = tracer.start_span(
+            span.name, attributes={**gen_ai[0], **record_attributes(record, fields)}
+        )
+        assert span.dropped == sdk.dropped_attributes > 0  # type: ignore[attr-defined]
+        assert dict(span.attributes) == dict(sdk.attributes)  # type: ignore[attr-defined]
 
 
 def test_the_batch_span_keeps_the_sdk_link_limit() -> None:

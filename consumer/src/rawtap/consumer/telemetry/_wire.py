@@ -137,6 +137,9 @@ def span(
     status: bytes,
     flags: int,
     dropped_links: int = 0,
+    *,
+    dropped_attributes: int = 0,
+    dropped_events: int = 0,
 ) -> bytes:
     """One ``Span`` message (unframed) from pre-encoded attributes, events, links, status."""
     raw_name = name.encode()
@@ -147,18 +150,26 @@ def span(
     if parent_span_id is not None:
         parts += [b"\x22\x08", parent_span_id]
     parts += [b"\x2a", varint(len(raw_name)), raw_name, b"\x30", varint(kind)]
-    parts += [b"\x39", _pack_q(start_ns), b"\x41", _pack_q(end_ns), attributes, events, links]
+    parts += [b"\x39", _pack_q(start_ns), b"\x41", _pack_q(end_ns), attributes]
+    if dropped_attributes:
+        parts += [b"\x50", varint(dropped_attributes)]
+    parts.append(events)
+    if dropped_events:
+        parts += [b"\x60", varint(dropped_events)]
+    parts.append(links)
     if dropped_links:
         parts += [b"\x70", varint(dropped_links)]
     parts += [b"\x7a", varint(len(status)), status, b"\x85\x01", _pack_i(flags)]
     return b"".join(parts)
 
 
-def event(name: str, time_ns: int, attributes: Mapping[str, Any]) -> bytes:
+def event(name: str, time_ns: int, attributes: Mapping[str, Any], dropped: int = 0) -> bytes:
     """One ``Span.events`` field."""
     raw = name.encode()
     payload = b"\x09" + _pack_q(time_ns) + b"\x12" + varint(len(raw)) + raw
     payload += EVENT_ATTRIBUTES.encode(attributes)
+    if dropped:
+        payload += b"\x20" + varint(dropped)
     return b"\x5a" + varint(len(payload)) + payload
 
 
