@@ -362,7 +362,7 @@ class Spans:
         size = sender.max_batch
         for service, encoded in by_service.items():
             if service is self._WORKER:
-                resource, resource_bytes = self.resource, _wire.resource(self.resource)
+                resource, resource_bytes = self.resource_of(None)  # the worker's own, cached
             else:
                 resource, resource_bytes = self.resource_of(service)
             for i in range(0, len(encoded), size):
