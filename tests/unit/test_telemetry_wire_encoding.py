@@ -8,17 +8,20 @@ same batch through both must decode to the same ``Span`` messages as the SDK's
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from rawtap.consumer.derivation import derive
-from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter
-from rawtap.consumer.telemetry._genai import gen_ai_attributes
+from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter, span_processor
+from rawtap.consumer.telemetry._genai import gen_ai_attributes, record_attributes
 from rawtap.consumer.telemetry._spans import Spans
 from tests.support.records import make_record
 
@@ -70,7 +73,26 @@ def _by_span_id(request: ExportTraceServiceRequest) -> dict[bytes, tuple[Any, An
     return out
 
 
-def test_rawtap_encoding_equals_the_sdk_encoder_for_the_same_batch() -> None:
+LIMITS = {
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "6",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "5",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT": "0",
+}
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {},
+        LIMITS,
+        {"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "3", "OTEL_SPAN_EVENT_COUNT_LIMIT": "0"},
+    ],
+)
+def test_rawtap_encoding_equals_the_sdk_encoder_for_the_same_batch(
+    limits: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
     capture = _Capture()
     sender = OtlpSpanSender(capture, {"OTEL_BSP_SCHEDULE_DELAY": "600000"})
     memory = InMemorySpanExporter()
@@ -94,6 +116,26 @@ def test_rawtap_encoding_equals_the_sdk_encoder_for_the_same_batch() -> None:
     for span_id, (where, span) in theirs.items():
         assert mine[span_id][0] == where
         assert mine[span_id][1] == span, span.name
+    if limits:
+        assert any(s.dropped_attributes_count or s.dropped_events_count for _, s in mine.values())
+
+
+def test_record_span_limits_are_the_sdk_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in LIMITS.items():
+        monkeypatch.setenv(name, value)
+    spans = Spans([SimpleSpanProcessor(InMemorySpanExporter())], Resource({}))
+    tracer = TracerProvider(span_limits=SpanLimits()).get_tracer("t")
+    records = _records()
+    stored = [(r, derive(r, with_request_model=True)) for r in records]
+    gen_ais = [gen_ai_attributes(r, f) for r, f in stored]
+    for span, (record, fields), gen_ai in zip(
+        spans.record_spans(stored, gen_ais), stored, gen_ais, strict=True
+    ):
+        sdk = tracer.start_span(
+            span.name, attributes={**gen_ai[0], **record_attributes(record, fields)}
+        )
+        assert span.dropped == sdk.dropped_attributes > 0  # type: ignore[attr-defined]
+        assert dict(span.attributes) == dict(sdk.attributes)  # type: ignore[attr-defined]
 
 
 def test_the_batch_span_keeps_the_sdk_link_limit() -> None:
@@ -111,3 +153,23 @@ def test_the_batch_span_keeps_the_sdk_link_limit() -> None:
     assert len(batch.links) == spans.limits.max_links
     assert batch.dropped_links_count == 200 - len(batch.links)
     assert sender.stats() == {"sent": 201, "failed": 0, "dropped": 0}
+
+
+def test_without_the_sdk_client_the_sdk_batch_processor_takes_over(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = RawSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    assert exporter.can_send_encoded()
+    sender = span_processor(exporter, {})
+    assert isinstance(sender, OtlpSpanSender)
+    sender.shutdown()
+
+    changed = RawSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    client = changed.__dict__.pop("_client")  # an SDK release without the attribute used
+    assert not changed.can_send_encoded()
+    with caplog.at_level(logging.WARNING):
+        fallback = span_processor(changed, {})
+    assert isinstance(fallback, BatchSpanProcessor)
+    assert "batch span processor" in caplog.text
+    changed.__dict__["_client"] = client  # for the SDK's own shutdown
+    fallback.shutdown()  # type: ignore[no-untyped-call]

@@ -28,7 +28,8 @@ attributes and names), ``_spans`` (record and batch spans, ids), ``_metrics``
 """
 
 from rawtap.consumer.telemetry._config import TelemetrySettings, otel_configured
-from rawtap.consumer.telemetry._spans import SCOPE, record_span_ids
+from rawtap.consumer.telemetry._context import record_span_ids
+from rawtap.consumer.telemetry._spans import SCOPE
 from rawtap.consumer.telemetry._telemetry import WorkerTelemetry
 from rawtap.consumer.telemetry._view import CommittedBatch, WorkerView
 

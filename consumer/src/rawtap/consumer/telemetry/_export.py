@@ -23,6 +23,7 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from rawtap.shared import LogOnce
 
@@ -38,12 +39,40 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 class RawSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP span exporter, also sending requests already encoded."""
+    """The SDK's OTLP/HTTP span exporter, also sending requests already encoded.
+
+    The SDK has no public call that posts encoded bytes with the exporter's
+    settings; this uses the HTTP client its ``export()`` uses (``_client``),
+    checked once by :meth:`can_send_encoded` at startup.
+    """
+
+    def can_send_encoded(self) -> bool:
+        """True when the SDK's exporter still has the client this posts with."""
+        return callable(getattr(getattr(self, "_client", None), "export", None))
 
     def export_encoded(self, data: bytes) -> bool:
         """POST one encoded ``ExportTraceServiceRequest``; True when the collector took it."""
+        if getattr(self, "_shutdown", False):
+            return False
+        limit = getattr(self, "_max_request_size", None)
+        if isinstance(limit, int) and 0 < limit < len(data):
+            logger.warning("rawtap telemetry: span request of %d bytes over the limit", len(data))
+            return False
         # The SDK's HTTP client (retries, compression, headers): the one its export() uses.
         return bool(self._client.export(data).success)
+
+
+def span_processor(exporter: SpanExporter, environ: Mapping[str, str]) -> SpanProcessor:
+    """The processor for a span exporter: rawtap's sender for OTLP/HTTP when it can post
+    encoded requests, else the SDK's ``BatchSpanProcessor`` (logged: fails closed)."""
+    if isinstance(exporter, RawSpanExporter):
+        if exporter.can_send_encoded():
+            return OtlpSpanSender(exporter, environ)
+        logger.warning(
+            "rawtap telemetry: the OTLP/HTTP exporter has no client to post encoded spans; "
+            "using the SDK's batch span processor"
+        )
+    return BatchSpanProcessor(exporter)
 
 
 class OtlpSpanSender(SpanProcessor):

@@ -5,6 +5,7 @@ Bodies never go into attributes.
 """
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from rawtap.consumer.derivation import PARSER_OPERATIONS, Derived
 from rawtap.shared import PROVIDERS, EndState, Record
@@ -52,18 +53,31 @@ def gen_ai_attributes(record: Record, fields: Derived) -> GenAi:
     if fields.model:
         attributes["gen_ai.response.model"] = fields.model
     if record.url:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(record.url)
-        if parts.hostname:
-            attributes["server.address"] = parts.hostname
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
+        host, port = _server(record.url)
+        if host:
+            attributes["server.address"] = host
         if port is not None:
             attributes["server.port"] = port
     return attributes, operation, request_model
+
+
+_SERVERS: dict[str, tuple[str | None, int | None]] = {}
+
+
+def _server(url: str) -> tuple[str | None, int | None]:
+    """``server.address`` and ``server.port`` of a URL (cached: a service calls few URLs)."""
+    hit = _SERVERS.get(url)
+    if hit is not None:
+        return hit
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if len(_SERVERS) >= 1024:  # bounded: query strings may vary
+        _SERVERS.clear()
+    out = _SERVERS[url] = (parts.hostname, port)
+    return out
 
 
 def record_attributes(record: Record, fields: Derived) -> dict[str, Any]:

@@ -23,7 +23,9 @@ from opentelemetry.sdk.resources import Resource
 
 from rawtap.consumer.derivation import Derived
 from rawtap.consumer.telemetry._config import TelemetrySettings
-from rawtap.consumer.telemetry._genai import METRIC_ATTRIBUTES, end_ns, error_type
+from rawtap.consumer.telemetry._genai import GenAi
+from rawtap.consumer.telemetry._histograms import HistogramStore, MergingMetricExporter, Stream
+from rawtap.consumer.telemetry._measure import RecordValues
 from rawtap.consumer.telemetry._probe import StreamProbe
 from rawtap.consumer.telemetry._spans import SCOPE
 from rawtap.consumer.telemetry._view import WorkerView
@@ -33,6 +35,18 @@ from rawtap.shared import LogOnce, Record
 _TOKEN_BUCKETS = [4.0**i for i in range(14)]
 _DURATION_BUCKETS = [0.01 * 2.0**i for i in range(14)]
 _PIPELINE_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+
+RECORD_HISTOGRAMS: list[Stream] = [  # in the order of _measure's stream indexes
+    ("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.",
+     _TOKEN_BUCKETS),
+    ("gen_ai.client.operation.duration", "s",
+     "GenAI operation duration, as recorded by the producer.", _DURATION_BUCKETS),
+    ("gen_ai.client.operation.time_to_first_chunk", "s",
+     "Time from the request to the first chunk carrying output (streams).", _DURATION_BUCKETS),
+    ("rawtap.record.capture_to_persist.duration", "s",
+     "From the producer finishing a record to its commit in the sink.", _PIPELINE_BUCKETS),
+]  # fmt: skip
+"""The per-record histograms: name, unit, description, advised bucket boundaries."""
 
 # WorkerStats field -> (metric name, unit, description, extra attributes).
 COUNTERS: dict[str, tuple[str, str, str, dict[str, str]]] = {
@@ -118,6 +132,7 @@ class Metrics:
         log: LogOnce,
         *,
         instruments: bool,
+        merging: Sequence[MergingMetricExporter] = (),
     ) -> None:
         self.recording = bool(readers)
         """True when a reader collects the per-record metrics (else they are not computed)."""
@@ -137,29 +152,33 @@ class Metrics:
         self.provider = MeterProvider(
             metric_readers=list(readers), resource=resource, shutdown_on_exit=False, **exemplars
         )
+        self._values = RecordValues()
+        # rawtap aggregates the record histograms itself when every reader exports through
+        # a MergingMetricExporter that can take them (explicit buckets, no exemplars).
+        self._merging = list(merging)
+        own = bool(readers) and len(self._merging) == len(readers)
+        own = own and not os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER", "").strip()
+        own = own and all(e.eligible for e in self._merging)
+        self._stores = [
+            HistogramStore(RECORD_HISTOGRAMS, e.temporality) for e in self._merging if own
+        ]
         if instruments:  # a disabled telemetry (every worker's default) builds nothing more
             self._instruments()
 
     def _instruments(self) -> None:
         meter = self.provider.get_meter(SCOPE)
-        self._token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
-        )
-        self._duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration, as recorded by the producer.",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-        )
-        self._first_chunk = meter.create_histogram(
-            "gen_ai.client.operation.time_to_first_chunk",
-            unit="s",
-            description="Time from the request to the first chunk carrying output (streams).",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-        )
+        if self._stores:
+            for exporter, store in zip(self._merging, self._stores, strict=True):
+                exporter.store = store
+            self._record_histograms = []
+        else:
+            self._record_histograms = [
+                meter.create_histogram(
+                    name, unit=unit, description=description,
+                    explicit_bucket_boundaries_advisory=list(buckets),
+                )
+                for name, unit, description, buckets in RECORD_HISTOGRAMS
+            ]  # fmt: skip
         self._consumed = meter.create_counter(
             "messaging.client.consumed.messages",
             unit="{message}",
@@ -175,12 +194,6 @@ class Metrics:
             "rawtap.worker.persist.duration",
             unit="s",
             description="Time to commit one batch to the sink, retries included.",
-            explicit_bucket_boundaries_advisory=_PIPELINE_BUCKETS,
-        )
-        self._delay = meter.create_histogram(
-            "rawtap.record.capture_to_persist.duration",
-            unit="s",
-            description="From the producer finishing a record to its commit in the sink.",
             explicit_bucket_boundaries_advisory=_PIPELINE_BUCKETS,
         )
         by_name: dict[str, list[tuple[str, str, str, dict[str, str]]]] = {}
@@ -236,30 +249,18 @@ class Metrics:
 
     # -- recorded per batch -------------------------------------------------------------
 
-    def record(
-        self, record: Record, fields: Derived, persisted_ns: int, attributes: dict[str, Any]
+    def records(
+        self, stored: Sequence[tuple[Record, Derived]], gen_ais: Sequence[GenAi], persisted_ns: int
     ) -> None:
-        """The GenAI histograms and the capture-to-persist delay of one stored record."""
-        common = {k: v for k, v in attributes.items() if k in METRIC_ATTRIBUTES}
-        if record.service:
-            common["rawtap.service"] = record.service
-        if fields.input_tokens is not None:
-            self._token_usage.record(fields.input_tokens, {**common, "gen_ai.token.type": "input"})
-        if fields.output_tokens is not None:
-            self._token_usage.record(
-                fields.output_tokens, {**common, "gen_ai.token.type": "output"}
-            )
-        duration = {**common}
-        error = error_type(record)
-        if error is not None:
-            duration["error.type"] = error
-        self._duration.record((end_ns(record) - record.started_at_ns) / 1e9, duration)
-        if record.stream and fields.ttft_ns is not None:
-            self._first_chunk.record(fields.ttft_ns / 1e9, common)
-        self._delay.record(
-            max(0, persisted_ns - record.captured_at_ns) / 1e9,
-            {"gen_ai.provider.name": common.get("gen_ai.provider.name", record.provider)},
-        )
+        """The GenAI histograms and the capture-to-persist delay of a batch's stored records."""
+        measurements = self._values.measurements(stored, gen_ais, persisted_ns)
+        if self._stores:
+            for store in self._stores:
+                store.add(measurements)
+            return
+        histograms = self._record_histograms
+        for index, _key, attributes, value in measurements:
+            histograms[index].record(value, attributes)
 
     def batch(self, entries: int, started_ns: int, attributes: dict[str, Any]) -> int:
         """Entries consumed and the time the batch took, by stream and group; returns its end."""

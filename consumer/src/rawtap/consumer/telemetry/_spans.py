@@ -20,9 +20,8 @@ encoded OTLP request (:mod:`._wire`); any other processor gets
 ``ReadableSpan`` objects, as from the SDK.
 """
 
-import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
@@ -46,61 +45,23 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
-    TraceState,
     set_span_in_context,
 )
 
 from rawtap.consumer.derivation import Derived
 from rawtap.consumer.telemetry import _wire
+from rawtap.consumer.telemetry._context import record_span_ids, recorded_context
 from rawtap.consumer.telemetry._export import OtlpSpanSender
 from rawtap.consumer.telemetry._genai import GenAi, end_ns, error_type, record_attributes
+from rawtap.consumer.telemetry._limits import bound
 from rawtap.shared import Record
 
 SCOPE = "rawtap.consumer"
 """Instrumentation scope of every span and metric the worker emits."""
 
-_HEX = frozenset("0123456789abcdef")
 _SCOPE = InstrumentationScope(SCOPE)
 _SCOPE_BYTES = _wire.scope(SCOPE, None)
 _DEFAULT_SAMPLER = ParentBased(ALWAYS_ON).get_description()  # type: ignore[no-untyped-call]
-
-
-def record_span_ids(record_id: str) -> tuple[int, int]:
-    """(trace id, span id) of a record's span: a root's trace id, and the span id, both stable."""
-    digest = hashlib.blake2b(record_id.encode(), digest_size=24, person=b"rawtap-span").digest()
-    trace_id = int.from_bytes(digest[:16], "big") or 1
-    span_id = int.from_bytes(digest[16:], "big") or 1
-    return trace_id, span_id
-
-
-def recorded_context(record: Record) -> SpanContext | None:
-    """The span context the producer captured, or None when absent or malformed.
-
-    W3C ``traceparent``: ``version-traceid-parentid-flags`` in lowercase hex
-    (the tap writes version 00; later versions may append fields).
-    """
-    header = record.traceparent
-    if not header:
-        return None
-    parts = header.strip().split("-")
-    if len(parts) < 4 or [len(p) for p in parts[:4]] != [2, 32, 16, 2]:
-        return None
-    version, trace_hex, span_hex, flags_hex = parts[:4]
-    if version == "ff" or (version == "00" and len(parts) != 4):
-        return None
-    if not _HEX.issuperset(trace_hex + span_hex + flags_hex + version):
-        return None
-    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
-    if not trace_id or not span_id:
-        return None
-    state = TraceState.from_header([record.tracestate]) if record.tracestate else None
-    return SpanContext(
-        trace_id,
-        span_id,
-        is_remote=True,
-        trace_flags=TraceFlags(int(flags_hex, 16)),
-        trace_state=state,
-    )
 
 
 class RecordSpan:
@@ -108,11 +69,14 @@ class RecordSpan:
 
     __slots__ = (
         "attributes",
+        "dropped",
         "end",
         "error",
         "first",
+        "limits",
         "name",
         "parent",
+        "record_id",
         "sampled",
         "service",
         "span_id",
@@ -122,12 +86,20 @@ class RecordSpan:
     )
 
     def __init__(
-        self, record: Record, fields: Derived, parent: SpanContext | None, gen_ai: GenAi
+        self,
+        record: Record,
+        fields: Derived,
+        parent: SpanContext | None,
+        gen_ai: GenAi,
+        limits: SpanLimits,
     ) -> None:
         attributes, operation, request_model = gen_ai
+        self.limits = limits
+        self.record_id = record.record_id
+        self.dropped = 0
         name = f"{operation} {request_model}" if operation and request_model else None
         self.name = name or operation or f"{record.method or 'call'} {record.provider}"
-        self.attributes = {**attributes, **record_attributes(record, fields)}
+        self.attributes: Any = {**attributes, **record_attributes(record, fields)}
         root_trace, self.span_id = record_span_ids(record.record_id)
         self.parent = parent
         self.trace_id = parent.trace_id if parent is not None else root_trace
@@ -151,12 +123,26 @@ class RecordSpan:
             trace_state=self.trace_state,
         )
 
-    def events(self) -> tuple[Event, ...]:
-        """The first-token event, when the record has a first byte."""
-        if self.first is None:
-            return ()
-        attrs = {"gen_ai.response.time_to_first_chunk": self.first / 1e9}
-        return (Event("rawtap.first_token", attrs, timestamp=self.start + self.first),)
+    def bound(self) -> None:
+        """Apply the span attribute limits (after sampling, as the SDK's span does)."""
+        limits = self.limits
+        self.attributes, self.dropped = bound(
+            self.attributes, limits.max_span_attributes, limits.max_span_attribute_length
+        )
+
+    def _event_attributes(self) -> tuple[Any, int]:
+        assert self.first is not None
+        attributes = {"gen_ai.response.time_to_first_chunk": self.first / 1e9}
+        limits = self.limits
+        return bound(attributes, limits.max_event_attributes, limits.max_attribute_length)
+
+    def events(self) -> BoundedList[Event]:
+        """The first-token event, when the record has a first byte (within the event limit)."""
+        events = []
+        if self.first is not None:
+            attrs = self._event_attributes()[0]
+            events.append(Event("rawtap.first_token", attrs, timestamp=self.start + self.first))
+        return BoundedList.from_seq(self.limits.max_events, events)
 
     def status(self) -> Status:
         """ERROR with the provider's message for a failed call, else unset."""
@@ -168,12 +154,12 @@ class RecordSpan:
         """The span's OTLP ``Span`` message."""
         parent = self.parent
         events = b""
-        if self.first is not None:
-            events = _wire.event(
-                "rawtap.first_token",
-                self.start + self.first,
-                {"gen_ai.response.time_to_first_chunk": self.first / 1e9},
-            )
+        dropped_events = 0
+        if self.first is not None and self.limits.max_events == 0:
+            dropped_events = 1
+        elif self.first is not None:
+            attributes, dropped = self._event_attributes()
+            events = _wire.event("rawtap.first_token", self.start + self.first, attributes, dropped)
         state = (
             ",".join(f"{k}={v}" for k, v in self.trace_state.items()) if self.trace_state else ""
         )
@@ -192,6 +178,8 @@ class RecordSpan:
             b"",
             _wire.status(2, self.error) if self.error is not None else b"",
             flags,
+            dropped_attributes=self.dropped,
+            dropped_events=dropped_events,
         )
 
 
@@ -232,6 +220,7 @@ class Spans:
         self.limits = SpanLimits()
         self._resources: dict[str | None, tuple[Resource, bytes]] = {}
         self._random = random.Random()
+        self._batch_dropped = 0
 
     _WORKER = "\x00rawtap-worker"  # the batch span's group: the worker's own resource
 
@@ -274,8 +263,9 @@ class Spans:
         """The CLIENT spans of a batch's records, sampled."""
         spans = []
         for (record, fields), gen_ai in zip(stored, gen_ais, strict=True):
-            span = RecordSpan(record, fields, recorded_context(record), gen_ai)
+            span = RecordSpan(record, fields, recorded_context(record), gen_ai, self.limits)
             self._sample(span)
+            span.bound()
             spans.append(span)
         return spans
 
@@ -285,15 +275,12 @@ class Spans:
         stream: str,
         started_ns: int,
         ended_ns: int,
-        attributes: dict[str, Any],
+        attributes: Mapping[str, Any],
     ) -> None:
         """Export the records' spans and the batch's CONSUMER span (``process <stream>``)."""
         if not self.enabled:
             return
-        links = [
-            (s.parent if s.parent is not None else s.context(), s.attributes["rawtap.record_id"])
-            for s in spans
-        ]
+        links = [(s.parent if s.parent is not None else s.context(), s.record_id) for s in spans]
         bounded = BoundedList.from_seq(self.limits.max_links, links)
         kept, dropped = list(bounded), bounded.dropped
         name = f"process {stream}"
@@ -306,6 +293,10 @@ class Spans:
             )
             batch_sampled = result.decision.is_sampled()  # type: ignore[no-untyped-call]
         sampled = [s for s in spans if s.sampled]
+        limits = self.limits
+        attributes, self._batch_dropped = bound(
+            attributes, limits.max_span_attributes, limits.max_span_attribute_length
+        )
         for sender in self.processor.senders:
             self._send(sender, sampled, kept, dropped, name, trace_id, span_id, batch_sampled,
                        started_ns, ended_ns, attributes)  # fmt: skip
@@ -346,7 +337,7 @@ class Spans:
         batch_sampled: bool,
         started_ns: int,
         ended_ns: int,
-        attributes: dict[str, Any],
+        attributes: Mapping[str, Any],
     ) -> None:
         """The batch's spans as encoded requests of at most the sender's batch size."""
         by_service: dict[str | None, list[bytes]] = {}
@@ -365,12 +356,13 @@ class Spans:
                 trace_id.to_bytes(16, "big"), span_id.to_bytes(8, "big"), "", None, name,
                 _wire.KIND_CONSUMER, started_ns, ended_ns, _wire.SPAN_ATTRIBUTES.encode(attributes),
                 b"", encoded_links, b"", _wire.FLAG_HAS_IS_REMOTE, dropped,
+                dropped_attributes=self._batch_dropped,
             )  # fmt: skip
             by_service.setdefault(self._WORKER, []).append(batch)
         size = sender.max_batch
         for service, encoded in by_service.items():
             if service is self._WORKER:
-                resource, resource_bytes = self.resource, _wire.resource(self.resource)
+                resource, resource_bytes = self.resource_of(None)  # the worker's own, cached
             else:
                 resource, resource_bytes = self.resource_of(service)
             for i in range(0, len(encoded), size):

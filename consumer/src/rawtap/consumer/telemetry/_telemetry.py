@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from pydantic import ValidationError
 
 from rawtap.consumer.telemetry._config import (
@@ -27,10 +26,11 @@ from rawtap.consumer.telemetry._config import (
     exporters,
     otel_configured,
 )
-from rawtap.consumer.telemetry._export import OtlpSpanSender, RawSpanExporter
+from rawtap.consumer.telemetry._export import span_processor
 from rawtap.consumer.telemetry._genai import gen_ai_attributes
+from rawtap.consumer.telemetry._histograms import MergingMetricExporter
 from rawtap.consumer.telemetry._metrics import Metrics
-from rawtap.consumer.telemetry._spans import Spans
+from rawtap.consumer.telemetry._spans import SCOPE, Spans
 from rawtap.consumer.telemetry._view import CommittedBatch, WorkerView
 from rawtap.shared import ConfigError, LogOnce
 
@@ -54,6 +54,7 @@ class WorkerTelemetry:
         metric_readers: Sequence[MetricReader] = (),
         resource: Resource | None = None,
         settings: TelemetrySettings | None = None,
+        merging_exporters: Sequence[MergingMetricExporter] = (),
     ) -> None:
         self.settings = settings or TelemetrySettings()
         self.resource = resource or default_resource()
@@ -65,8 +66,9 @@ class WorkerTelemetry:
         self._spans = Spans(span_processors, self.resource)
         self._processor = self._spans.processor
         self._metrics = Metrics(
-            metric_readers, self.resource, self.settings, self._log, instruments=self.enabled
-        )
+            metric_readers, self.resource, self.settings, self._log,
+            instruments=self.enabled, merging=merging_exporters,
+        )  # fmt: skip
 
     @property
     def errors(self) -> int:
@@ -96,17 +98,18 @@ class WorkerTelemetry:
         if mode == "off" or disabled or (mode == "auto" and not otel_configured(env)):
             return cls(settings=settings)
         # OTLP/HTTP gets the batch's spans encoded by rawtap; others the SDK's batch processor.
-        processors: list[SpanProcessor] = [
-            OtlpSpanSender(e, env) if isinstance(e, RawSpanExporter) else BatchSpanProcessor(e)
-            for e in exporters(env, "TRACES")
-        ]
-        readers: list[MetricReader] = [
-            PeriodicExportingMetricReader(exporter) for exporter in exporters(env, "METRICS")
-        ]
+        processors = [span_processor(e, env) for e in exporters(env, "TRACES")]
         resource = default_resource(consumer)
+        # Each metric exporter also gets the record histograms rawtap aggregates per batch.
+        merging = [
+            MergingMetricExporter(exporter, SCOPE, resource)
+            for exporter in exporters(env, "METRICS")
+        ]
+        readers: list[MetricReader] = [PeriodicExportingMetricReader(e) for e in merging]
         telemetry = cls(
-            span_processors=processors, metric_readers=readers, resource=resource, settings=settings
-        )
+            span_processors=processors, metric_readers=readers, resource=resource,
+            settings=settings, merging_exporters=merging,
+        )  # fmt: skip
         logger.info(
             "telemetry on: %d span exporter(s), %d metric exporter(s), service.name=%s",
             len(processors),
@@ -144,8 +147,7 @@ class WorkerTelemetry:
         gen_ais = [gen_ai_attributes(record, fields) for record, fields in batch.stored]
         spans = self._spans.record_spans(batch.stored, gen_ais) if self._spans.enabled else []
         if self._metrics.recording:
-            for (record, fields), gen_ai in zip(batch.stored, gen_ais, strict=True):
-                self._metrics.record(record, fields, persisted_ns, gen_ai[0])
+            self._metrics.records(batch.stored, gen_ais, persisted_ns)
         batch_attrs = {
             "messaging.system": "redis",
             "messaging.destination.name": batch.stream,

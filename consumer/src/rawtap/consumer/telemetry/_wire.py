@@ -28,12 +28,15 @@ KIND_CLIENT = 3
 KIND_CONSUMER = 5
 
 
+_SMALL = [bytes((i,)) for i in range(0x80)]
+
+
 def varint(n: int) -> bytes:
     """Protobuf base-128 varint (negative int64 as its two's complement)."""
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     if n < 0:
         n += 1 << 64
-    if n < 0x80:
-        return bytes((n,))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -92,6 +95,17 @@ class Attributes:
 
     def pair(self, key: str, value: Any) -> bytes:
         """One ``KeyValue`` field (tag, length, key, value)."""
+        if type(value) is str and key in self.UNIQUE:  # an id: the common uncached case
+            encoded_key = self._keys.get(key)
+            if encoded_key is not None:
+                raw = value.encode()
+                size = len(raw)
+                if size < 0x7C - len(encoded_key):  # every length fits one byte
+                    inner = 2 + size
+                    return b"".join((
+                        self._tag, _SMALL[len(encoded_key) + 2 + inner], encoded_key,
+                        b"\x12", _SMALL[inner], b"\x0a", _SMALL[size], raw,
+                    ))  # fmt: skip
         cached = key not in self.UNIQUE and not isinstance(value, list | tuple)
         if cached:
             hit = self._pairs.get((key, type(value), value))
@@ -112,8 +126,14 @@ class Attributes:
 
     def encode(self, attributes: Mapping[str, Any]) -> bytes:
         """Every pair of ``attributes``, in order."""
-        pair = self.pair
-        return b"".join([pair(k, v) for k, v in attributes.items()])
+        pairs = self._pairs
+        out = []
+        for k, v in attributes.items():
+            try:  # a repeated (key, value): one look-up
+                out.append(pairs[(k, type(v), v)])
+            except (KeyError, TypeError):  # new, unique or unhashable (a list)
+                out.append(self.pair(k, v))
+        return b"".join(out)
 
 
 SPAN_ATTRIBUTES = Attributes(9)
@@ -137,6 +157,9 @@ def span(
     status: bytes,
     flags: int,
     dropped_links: int = 0,
+    *,
+    dropped_attributes: int = 0,
+    dropped_events: int = 0,
 ) -> bytes:
     """One ``Span`` message (unframed) from pre-encoded attributes, events, links, status."""
     raw_name = name.encode()
@@ -147,18 +170,26 @@ def span(
     if parent_span_id is not None:
         parts += [b"\x22\x08", parent_span_id]
     parts += [b"\x2a", varint(len(raw_name)), raw_name, b"\x30", varint(kind)]
-    parts += [b"\x39", _pack_q(start_ns), b"\x41", _pack_q(end_ns), attributes, events, links]
+    parts += [b"\x39", _pack_q(start_ns), b"\x41", _pack_q(end_ns), attributes]
+    if dropped_attributes:
+        parts += [b"\x50", varint(dropped_attributes)]
+    parts.append(events)
+    if dropped_events:
+        parts += [b"\x60", varint(dropped_events)]
+    parts.append(links)
     if dropped_links:
         parts += [b"\x70", varint(dropped_links)]
     parts += [b"\x7a", varint(len(status)), status, b"\x85\x01", _pack_i(flags)]
     return b"".join(parts)
 
 
-def event(name: str, time_ns: int, attributes: Mapping[str, Any]) -> bytes:
+def event(name: str, time_ns: int, attributes: Mapping[str, Any], dropped: int = 0) -> bytes:
     """One ``Span.events`` field."""
     raw = name.encode()
     payload = b"\x09" + _pack_q(time_ns) + b"\x12" + varint(len(raw)) + raw
     payload += EVENT_ATTRIBUTES.encode(attributes)
+    if dropped:
+        payload += b"\x20" + varint(dropped)
     return b"\x5a" + varint(len(payload)) + payload
 
 
