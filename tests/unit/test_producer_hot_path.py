@@ -47,6 +47,10 @@ def test_hand_packed_xadd_batches_are_byte_for_byte_redis_pys() -> None:
         "redis://host/0?socket_timeout=abc",
         "redis://host/0?db=x",
         "http://host/0",
+        "rediss://host/0?ssl_include_verify_flags=[VERIFY_X509_STRICT,%20VERIFY_CRL_CHECK_LEAF]",
+        "rediss://host/0?ssl_exclude_verify_flags=VERIFY_NOPE",
+        "rediss://host/0?ssl_include_verify_flags=bogus",
+        "redis://[::1]:6380/1?retry_on_error=x",
     ],
 )
 def test_url_check_refuses_what_redis_py_refuses(url: str) -> None:
@@ -78,3 +82,14 @@ def test_redis_py_is_a_plain_client() -> None:
 
     assert is_plain_redis(redis.Redis())
     assert not is_plain_redis(object())
+
+
+def test_url_check_knows_every_query_argument_redis_py_validates() -> None:
+    # A new redis-py argument with a parser that can refuse must be mirrored here, or a
+    # URL refused on the writer thread would be accepted at construction (records spill).
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    from rawtap.producer._url import validated_arguments
+
+    never_refused = {"retry_on_error"}  # parsed with list(), which takes any string
+    assert validated_arguments() == set(URL_QUERY_ARGUMENT_PARSERS) - never_refused

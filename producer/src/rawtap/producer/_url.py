@@ -17,6 +17,17 @@ def _to_bool(value: str) -> bool | None:
     return value.upper() not in ("0", "F", "FALSE", "N", "NO")
 
 
+def _verify_flags(value: str) -> object:
+    """``[VERIFY_X509_STRICT, …]`` as redis-py reads it: every name an ``ssl.VerifyFlags``."""
+    import ssl  # only for a URL that names flags
+
+    names = [f.strip() for f in value.replace("[", "").replace("]", "").split(",")]
+    for name in names:
+        if not hasattr(ssl.VerifyFlags, name):
+            raise ValueError(f"Invalid ssl verify flag: {name}")
+    return names
+
+
 _PARSERS: dict[str, Callable[[str], object]] = {
     "db": int,
     "socket_timeout": float,
@@ -27,11 +38,18 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "max_connections": int,
     "health_check_interval": int,
     "ssl_check_hostname": _to_bool,
+    "ssl_include_verify_flags": _verify_flags,
+    "ssl_exclude_verify_flags": _verify_flags,
     "ssl_min_version": int,
     "timeout": float,
     "protocol": int,
     "legacy_responses": _to_bool,
 }
+
+
+def validated_arguments() -> set[str]:
+    """The URL query arguments whose values are checked (as redis-py checks them)."""
+    return set(_PARSERS)
 
 
 def check_redis_url(url: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from rawtap.consumer.derivation import Derived, ToolCall, derive
+from rawtap.consumer.derivation import Derived, ToolCall, derive, is_stale
 from rawtap.consumer.store._sink import RecordSummary, StoredRecord
 from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope, schema_problem
 
@@ -77,7 +77,9 @@ DERIVED_COLUMNS = (
 ``text`` holds the derived text cut to :data:`FILTER_MAX_BYTES` (a filter copy like the
 others) and ``text_chars`` its full length in characters: the full text is derived again
 from the stored body when the row is read (:func:`stored_from_row`), so a response is not
-stored twice (for a JSON body, the text is most of its bytes)."""
+stored twice (for a JSON body, the text is most of its bytes). A text longer than the
+preview is therefore always what :func:`~rawtap.consumer.derive` makes of the body: a
+``Derived`` written with another long text (``set_derived``) reads back with derive's."""
 
 SUMMARY_COLUMNS = (
     "record_id",
@@ -272,9 +274,13 @@ def stored_from_row(row: Sequence[Any]) -> StoredRecord:
     record_id, envelope, request_body, body, persisted_at_ns, *values = row
     record = record_from_row(str(record_id), envelope, request_body, body)
     derived = derived_from_row(values)
-    if derived is not None and text_was_cut(values):
-        # Only a preview was stored: the text is derived again from the bytes it came from.
-        derived = derived.model_copy(update={"text": derive(record).text})
+    if derived is not None and text_was_cut(values) and not is_stale(derived):
+        # Only a preview was stored: the text is derived again from the bytes it came from,
+        # by the parser version that made the row (a stale row keeps its preview until
+        # `rawtap rederive`), and made safe as the stored copies are (NUL → U+FFFD).
+        whole = derive(record).text
+        if whole is not None:  # else (a decoder missing on this host) the preview stays
+            derived = derived.model_copy(update={"text": safe_text(whole)})
     return StoredRecord(record=record, derived=derived, persisted_at_ns=int(persisted_at_ns))
 
 
