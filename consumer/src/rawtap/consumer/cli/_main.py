@@ -9,6 +9,7 @@ import typer
 from typer._click import exceptions as click_errors
 
 from rawtap.consumer.cli import (  # noqa: F401 - each registers its commands on the app
+    _cmd_console,
     _cmd_dead_letters,
     _cmd_records,
     _cmd_stats,
