@@ -13,6 +13,7 @@ from typing import Any
 
 _MODULES = (
     "hot_path", "tap", "drain", "worker", "schema", "e2e", "memory", "scaling", "telemetry",
+    "console",
 )  # fmt: skip
 
 
