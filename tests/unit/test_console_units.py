@@ -71,7 +71,7 @@ def test_event_streams_are_one_row_per_event() -> None:
     assert [(e.name, e.comment) for e in events] == [
         ("message_start", False), (None, False), (None, True)
     ]  # fmt: skip
-    assert events[0].data == '{\n  "a": 1\n}'
+    assert events[0].data == '{"a":1}'  # one line a row
     assert events[1].data == "[DONE]"
     assert left == 0
     crlf = b"data: 1\r\n\r\ndata: 2\r\n\r\n"
@@ -237,3 +237,27 @@ def test_a_capped_overview_says_what_it_covers() -> None:
     ov = build_overview(facts, 0, 10**18 + 100, limit=10)
     assert ov.capped
     assert ov.covered_since_ns == 10**18
+
+
+def test_docs_list_every_console_option_with_its_default() -> None:
+    import re
+    from pathlib import Path
+
+    import typer
+
+    from rawtap.consumer.cli._app import app
+    from rawtap.consumer.cli._main import load_commands
+
+    load_commands(app)
+    command = typer.main.get_command(app).commands["console"]  # type: ignore[attr-defined]
+    options = {p.opts[0]: p for p in command.params if p.opts and p.opts[0].startswith("--")}
+    text = (Path(__file__).resolve().parents[2] / "docs" / "console.md").read_text()
+    section = text[text.index("## Options") : text.index("## Security")]
+    rows = {
+        m.group(1): m.group(2).strip()
+        for m in re.finditer(r"^\| `(--[a-z-]+)[^`]*` \|[^|]*\|([^|]*)\|", section, re.M)
+    }
+    assert set(rows) == set(options)
+    for name, param in options.items():
+        if param.default not in (None, [], ()) and name != "--sink":
+            assert f"`{param.default}`" in rows[name], name

@@ -72,6 +72,16 @@ def _pretty_json(data: bytes) -> str | None:
         return None
 
 
+def _compact_json(data: bytes) -> str | None:
+    """One event's JSON data on one line (keys in the provider's order), or None."""
+    if data.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        return orjson.dumps(orjson.loads(data)).decode()
+    except orjson.JSONDecodeError:
+        return None
+
+
 def sse_events(data: bytes, limit: int = EVENT_LIMIT) -> tuple[list[SseEvent], int]:
     """The events of an event-stream body, in order (at most ``limit``), and how many more."""
     events: list[SseEvent] = []
@@ -95,8 +105,7 @@ def sse_events(data: bytes, limit: int = EVENT_LIMIT) -> tuple[list[SseEvent], i
             events.append(SseEvent(None, text, comment=True))
             continue
         payload = b"\n".join(data_lines)
-        pretty = _pretty_json(payload)
-        text = pretty if pretty is not None else payload.decode("utf-8", "replace")
+        text = _compact_json(payload) or payload.decode("utf-8", "replace")
         events.append(SseEvent(name, text))
     return events, max(0, len(blocks) - limit)
 

@@ -30,6 +30,8 @@ class Line:
     points: str
     colour: str
     name: str
+    dots: list[tuple[float, float, str]]
+    """Each point as (x, y, tooltip): a lone point of a series is drawn too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ class Chart:
 
 
 def _x_axis(labels: Sequence[str], slot: float) -> Axis:
-    every = max(1, len(labels) // 8)
+    every = max(1, -(-len(labels) // 7))
     return Axis(
         [(round(LEFT + slot * (i + 0.5), 1), s) for i, s in enumerate(labels) if i % every == 0]
     )
@@ -123,12 +125,13 @@ def lines(
     for n, (name, points) in enumerate(series.items()):
         colour = PALETTE[n % len(PALETTE)]
         legend.append((name, colour))
-        coords = " ".join(
-            f"{round(LEFT + slot * (i + 0.5), 1)},{y(v)}"
+        dots = [
+            (round(LEFT + slot * (i + 0.5), 1), y(v), f"{labels[i]} · {name}: {label_of(v)}")
             for i, v in enumerate(points)
             if v is not None
-        )
-        drawn.append(Line(coords, colour, name))
+        ]
+        coords = " ".join(f"{x},{y_}" for x, y_, _ in dots)
+        drawn.append(Line(coords, colour, name, dots))
     return Chart(
         title=title,
         bars=[],

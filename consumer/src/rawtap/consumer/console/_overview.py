@@ -78,9 +78,13 @@ class Overview:
     bucket_s: int
 
 
-def _label(start_ns: int, bucket_s: int) -> str:
-    t = time.gmtime(start_ns // 1_000_000_000)
-    return time.strftime("%m-%d" if bucket_s >= 86400 else "%m-%d %H:%M", t)
+def _labels(first_ns: int, step_ns: int, count: int, bucket_s: int) -> list[str]:
+    """Bucket labels: the date, and the time of day for buckets under a day (UTC)."""
+    out = []
+    for i in range(count):
+        t = time.gmtime((first_ns + i * step_ns) // 1_000_000_000)
+        out.append(time.strftime("%b %d" if bucket_s >= 86400 else "%b %d %H:%M", t))
+    return out
 
 
 def _latency_ms(fact: CallFacts) -> float | None:
@@ -98,7 +102,7 @@ def build_overview(
     step = step_s * 1_000_000_000
     first = start // step * step
     count = max(1, -(-(until_ns - first) // step))
-    labels = [_label(first + i * step, step_s) for i in range(count)]
+    labels = _labels(first, step, count, step_s)
     providers = sorted({f.provider for f in facts})
     calls = {p: [0.0] * count for p in providers}
     errors = {p: [0.0] * count for p in providers}
