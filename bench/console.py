@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import httpx
 
 from bench._common import Figure, postgres_schema, time_figure
-from bench._console_store import fill_store
+from bench._console_store import COMMON_WORD, RARE_WORD, fill_store
 
 RECORDS, QUICK_RECORDS = 1_000_000, 2_000
 ROUNDS, QUICK_ROUNDS = 7, 2
@@ -69,8 +69,8 @@ def _pages(sink_url: str) -> list[tuple[str, str]]:
         ("calls, by provider", "/calls?provider=anthropic"),
         ("calls, status 5xx", "/calls?status=5xx"),
         ("calls, model + end state", "/calls?model=gpt-4o-mini&end_state=closed_early"),
-        ("calls, search a rare word", "/calls?q=zephyrine"),
-        ("calls, search a common word", "/calls?q=answer"),
+        ("calls, search a rare word", f"/calls?q={RARE_WORD}"),
+        ("calls, search a common word", f"/calls?q={COMMON_WORD}"),
         (
             "calls, oldest page (keyset)",
             "/calls?" + urlencode({"before": f"{deep.started_at_ns + 1}:~"}),

@@ -42,6 +42,7 @@ def test_demo_drives_the_real_sdks_through_the_whole_pipeline(tmp_path: Path) ->
     assert "byte-exact against what the provider wrote: 96/96" in out
     assert "API key in the store: no" in out
     assert "capture-to-persist delay: p50" in out
+    assert f"browse them: rawtap console --sink sqlite:///{db}" in out
     import sqlite3
 
     with sqlite3.connect(db) as conn:

@@ -12,6 +12,7 @@ never reached the store, prints a short report and stops everything it started.
 import asyncio
 import contextlib
 import os
+import shlex
 import socket
 import sqlite3
 import subprocess
@@ -187,6 +188,8 @@ class DemoReport:
             f"p99 {self.delay_ms_p99:.1f} ms",
             f"byte-exact against what the provider wrote: {self.byte_exact}/{self.records}",
             f"API key in the store: {'FOUND' if self.key_in_store else 'no (redacted at capture)'}",
+            "",
+            f"browse them: rawtap console --sink {shlex.quote(display_url(self.sink_url))}",
         ]
         return "\n".join(lines)
 
