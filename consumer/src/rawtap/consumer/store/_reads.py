@@ -28,6 +28,7 @@ from rawtap.consumer.store._rows import (
     clamp_i64,
     facts_from_row,
     filter_text,
+    safe_text,
     stored_from_row,
     summary_from_row,
 )
@@ -180,6 +181,13 @@ def after_params(dialect: Dialect, after: tuple[Any, ...]) -> list[Any]:
     return [after[0], *after] if dialect.time_key else list(after)
 
 
+def page_after(after: tuple[int, str] | None) -> tuple[int, str] | None:
+    """A page's ``after`` key as the stored copies are: 64-bit start time, safe record id."""
+    if after is None:
+        return None
+    return clamp_i64(after[0]), safe_text(after[1]) or ""
+
+
 def order_key(dialect: Dialect, started_at_ns: int, record_id: str) -> tuple[Any, ...]:
     """The :attr:`Dialect.order` key of a record (the time key first, if the dialect has one)."""
     if dialect.time_key:
@@ -250,8 +258,9 @@ class SqlReads:
         """Filter columns of matching records, newest (or oldest) first, past ``after``."""
         where, params = where_clause(self.dialect, query)
         statement = summaries_statement(self.dialect, where, newest_first, after is not None)
+        after = page_after(after)
         if after is not None:
-            key = order_key(self.dialect, clamp_i64(after[0]), after[1])
+            key = order_key(self.dialect, after[0], after[1])
             params += after_params(self.dialect, key)
         return [summary_from_row(r) for r in self._query(statement, [*params, limit])]
 

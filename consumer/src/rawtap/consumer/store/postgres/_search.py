@@ -72,7 +72,7 @@ def text_page(
         picked = ", ".join(f"CASE WHEN c.hit THEN c.{col} END" for col in columns)
         statement = dialect.bind(
             f"SELECT c.hit, {', '.join(f'c.{k}' for k in keys)}, {picked} FROM ("  # noqa: S608
-            f"SELECT {', '.join(keys)}, {', '.join(columns)}, {MATCH} AS hit "
+            f"SELECT {', '.join(dict.fromkeys((*keys, *columns)))}, {MATCH} AS hit "
             f"FROM records {where} {order} LIMIT ?) AS c {order_by(dialect, newest_first, 'c')}"
         )
         rows = run(statement, [tsquery, *params, *bound, size])

@@ -34,7 +34,7 @@ from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting
 from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
-from rawtap.consumer.store._reads import SqlReads, search_words
+from rawtap.consumer.store._reads import SqlReads, page_after, search_words
 from rawtap.consumer.store._rows import (
     CALL_FACTS_COLUMNS,
     DERIVED_COLUMNS,
@@ -423,6 +423,7 @@ class PostgresSink(SqlReads):
         words = search_words(query.text)
         if not words:
             return super().summaries(query, limit, newest_first, after)
+        after = page_after(after)
         rows = self._text_page(query, words, SUMMARY_COLUMNS, limit, newest_first, after)
         return [summary_from_row(r) for r in rows]
 

@@ -27,7 +27,7 @@ from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting
 from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
-from rawtap.consumer.store._reads import SqlReads, order_by, search_words, where_clause
+from rawtap.consumer.store._reads import SqlReads, order_by, page_after, search_words, where_clause
 from rawtap.consumer.store._rows import (
     CALL_FACTS_COLUMNS,
     DERIVED_COLUMNS,
@@ -264,6 +264,7 @@ class SqliteSink(SqlReads):
         words = search_words(query.text)
         if not words:
             return super().summaries(query, limit, newest_first, after)
+        after = page_after(after)
         rows = text_page(
             self._query, DIALECT, query, fts5_query(words), SUMMARY_COLUMNS, limit,
             newest_first, after,
