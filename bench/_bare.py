@@ -38,9 +38,10 @@ OWN_COLUMNS = (
     "captured_at_ns", "persisted_at_ns", "body_size", "envelope", "request_body", "body",
     "parser", "parser_version", "model", "response_id", "request_id", "input_tokens",
     "output_tokens", "cached_tokens", "reasoning_tokens", "finish_reason", "ttft_ns", "text",
-    "tool_calls", "provider_error", "parse_error", "text_chars",
+    "tool_calls", "provider_error", "parse_error", "text_chars", "call_id",
 )  # fmt: skip
-"""Every column rawtap's SQLite ``records`` table has (PostgreSQL adds ``started_at``)."""
+"""Every column rawtap's SQLite ``records`` table has (PostgreSQL adds ``started_at``, and
+computes ``text_words`` itself)."""
 
 
 def own_row(fields: dict[bytes, bytes], now_ns: int) -> list[Any]:
@@ -61,6 +62,7 @@ def own_row(fields: dict[bytes, bytes], now_ns: int) -> list[Any]:
         "openai.chat", 1, doc.get("model"), doc.get("id"), headers.get("x-request-id"),
         usage.get("prompt_tokens"), usage.get("completion_tokens"), None, None,
         choice.get("finish_reason"), None, text[:1024], None, None, None, len(text),
+        env.get("call_id"),
     ]  # fmt: skip
 
 
@@ -119,7 +121,7 @@ class PostgresWriter:
                 r[0]
                 for r in self.conn.execute(
                     "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = %s AND table_name = 'records'",
+                    "WHERE table_schema = %s AND table_name = 'records' AND is_generated = 'NEVER'",
                     (schema,),
                 )
             }
@@ -147,7 +149,7 @@ _PG_TYPES = (
     "text", "int2", "text", "int8", "text", "text", "text", "text", "text", "int8", "text",
     "bool", "int8", "int8", "int8", "int8", "int8", "bytea", "bytea", "bytea",
     "text", "int4", "text", "text", "text", "int8", "int8", "int8", "int8", "text", "int8",
-    "text", "jsonb", "text", "text", "int8", "timestamptz",
+    "text", "jsonb", "text", "text", "int8", "text", "timestamptz",
 )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from rawtap.consumer.store._open import open_sink
 from rawtap.consumer.store._retention import RetentionSchedule, purge_older_than
 from rawtap.consumer.store._rows import FILTER_MAX_BYTES, clamp_i64
 from rawtap.consumer.store._sink import (
+    CallFacts,
     RecordQuery,
     RecordSummary,
     Sink,
@@ -30,6 +31,7 @@ from rawtap.consumer.store.sqlite import SqliteSink, path_from_url
 __all__ = [
     "FILTER_MAX_BYTES",
     "Accounting",
+    "CallFacts",
     "DeadLetter",
     "LedgerReader",
     "PostgresSink",

@@ -11,13 +11,17 @@ shared statement sees every way it can differ:
   go through first, so that PostgreSQL prunes its day partitions and uses the
   ``started_at`` index (SQLite has none). The key is ``started_at_ns`` truncated
   to the µs, so it orders as ``started_at_ns`` does and the order of records is
-  the same on both stores.
+  the same on both stores;
+- whether a page is picked before its rows are read (:attr:`Dialect.late_rows`);
+- full-text search over the derived ``text``: SQLite's FTS5 table (``MATCH``) or
+  PostgreSQL's GIN index over a ``tsvector`` expression (``@@``), each with its
+  own query syntax, which only :attr:`Dialect.text_query` writes.
 
 What a row's values look like when fetched (jsonb comes back parsed, text as a
 string) is absorbed by :mod:`._rows`, which accepts both.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +40,14 @@ class Dialect:
     """A column holding ``started_at_ns`` in another form, filtered and ordered on first."""
     time_key_value: Callable[[int], Any] | None = None
     """``started_at_ns`` → the time key's value (given when ``time_key`` is)."""
+    late_rows: bool = False
+    """Pick a page's records by their keys first, then read their rows: SQLite sorts
+    whole rows, and a row's later columns sit behind its bodies (overflow pages)."""
+    text_match: str = ""
+    """The condition "the record's derived text holds these words", with one ``?``."""
+    text_query: Callable[[Sequence[str]], str] | None = None
+    """Words (runs of letters and digits, never empty) → the ``?`` of :attr:`text_match`:
+    every word must match, each as the prefix of a word of the text."""
 
     def bind(self, statement: str) -> str:
         """``statement``, written with ``?`` placeholders, in this dialect's style.

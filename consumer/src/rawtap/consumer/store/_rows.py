@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from rawtap.consumer.derivation import Derived, ToolCall, derive, is_stale
-from rawtap.consumer.store._sink import RecordSummary, StoredRecord
+from rawtap.consumer.store._sink import CallFacts, RecordSummary, StoredRecord
 from rawtap.shared import SCHEMA_VERSION, CodecError, Record, encode_envelope, schema_problem
 
 I64_MIN = -(2**63)
@@ -51,8 +51,9 @@ RECORD_COLUMNS = (
     "envelope",
     "request_body",
     "body",
+    "call_id",
 )
-"""Columns both sinks fill from the record, in this order."""
+"""Columns both sinks fill from the record, in this order (``call_id`` since schema 5)."""
 
 DERIVED_COLUMNS = (
     "parser",
@@ -95,7 +96,28 @@ SUMMARY_COLUMNS = (
     "ended_ns",
     "body_size",
     "parse_error",
+    "service",
+    "method",
+    "url",
+    "call_id",
+    "finish_reason",
+    "ttft_ns",
 )
+"""What :class:`RecordSummary` is made of, in its field order."""
+
+CALL_FACTS_COLUMNS = (
+    "started_at_ns",
+    "provider",
+    "model",
+    "status",
+    "end_state",
+    "ended_ns",
+    "ttft_ns",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+)
+"""What :class:`CallFacts` is made of, in its field order."""
 
 STORED_COLUMNS = ("envelope", "request_body", "body", "persisted_at_ns", *DERIVED_COLUMNS)
 """What is read to rebuild a :class:`StoredRecord`."""
@@ -176,6 +198,7 @@ def record_values(record: Record, persisted_at_ns: int, envelope: bytes | None =
         encode_envelope(record) if envelope is None else envelope,
         record.request_body,
         record.body,
+        filter_text(record.call_id),
     ]
 
 
@@ -267,6 +290,11 @@ def summary_from_row(values: Sequence[Any]) -> RecordSummary:
     row = dict(zip(SUMMARY_COLUMNS, values, strict=True))
     row["stream"] = bool(row["stream"])
     return RecordSummary(**row)
+
+
+def facts_from_row(values: Sequence[Any]) -> CallFacts:
+    """A :class:`CallFacts` from :data:`CALL_FACTS_COLUMNS` values."""
+    return CallFacts(*values)
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredRecord:

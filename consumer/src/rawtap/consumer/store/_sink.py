@@ -34,6 +34,16 @@ class RecordQuery:
     """Which stored records to read; every field left None matches everything.
 
     Times are wall-clock ns (``started_at_ns``): ``since_ns`` inclusive, ``until_ns`` exclusive.
+    ``status_min`` is inclusive and ``status_max`` exclusive (``400``/``500``: the 4xx);
+    a record with no status (a transport error) matches neither bound.
+
+    ``text`` searches the derived response text (its first 1,024 bytes, the stored
+    preview; not the request): it is split into words, runs of letters and digits
+    (anything else, ``_`` included, separates words and is never query syntax), and a
+    record matches when, for every word, its text holds a word starting with it, case
+    aside (``"rate lim"`` finds "Rate limited"). SQLite also ignores diacritics
+    ("cafe" finds "café"); PostgreSQL does not. A text of only spaces, or None, is no
+    filter; a text with no word in it (``"!!"``) matches nothing.
     """
 
     session_id: str | None = None
@@ -44,6 +54,12 @@ class RecordQuery:
     since_ns: int | None = None
     until_ns: int | None = None
     producer_id: str | None = None
+    service: str | None = None
+    call_id: str | None = None
+    text: str | None = None
+    status_min: int | None = None
+    status_max: int | None = None
+    stream: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +79,29 @@ class RecordSummary:
     ended_ns: int | None
     body_size: int
     parse_error: str | None
+    service: str | None
+    method: str | None
+    url: str | None
+    call_id: str | None
+    finish_reason: str | None
+    ttft_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """The few columns of one record the console's overview charts aggregate."""
+
+    started_at_ns: int
+    provider: str
+    model: str | None
+    status: int | None
+    end_state: str
+    ended_ns: int | None
+    """Duration of the exchange (ns from its start), if it ended."""
+    ttft_ns: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_tokens: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +200,28 @@ class Store(Sink, Protocol):
         ...
 
     def summaries(
-        self, query: RecordQuery, limit: int = 50, newest_first: bool = True
+        self,
+        query: RecordQuery,
+        limit: int = 50,
+        newest_first: bool = True,
+        after: tuple[int, str] | None = None,
     ) -> list[RecordSummary]:
-        """The filter columns of matching records, by ``started_at_ns``."""
+        """The filter columns of up to ``limit`` matching records, by start time then id.
+
+        ``after`` is ``(started_at_ns, record_id)`` of the last row of the previous
+        page: this page starts strictly past it, in the same order (keyset paging).
+        """
+        ...
+
+    def call_facts(self, query: RecordQuery, limit: int = 20_000) -> list[CallFacts]:
+        """The newest ``limit`` (at most) matching records' :class:`CallFacts`, newest first."""
+        ...
+
+    def facets(self, limit: int = 200) -> dict[str, list[str]]:
+        """The distinct ``provider``, ``model``, ``service`` and ``end_state`` values stored.
+
+        Each list is sorted and holds at most ``limit`` values (the first ones).
+        """
         ...
 
     def count_matching(self, query: RecordQuery) -> int:

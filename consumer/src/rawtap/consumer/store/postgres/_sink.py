@@ -34,9 +34,16 @@ from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting
 from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
-from rawtap.consumer.store._reads import SqlReads
-from rawtap.consumer.store._rows import DERIVED_COLUMNS, check_parallel
-from rawtap.consumer.store._sink import SinkError
+from rawtap.consumer.store._reads import SqlReads, page_after, search_words
+from rawtap.consumer.store._rows import (
+    CALL_FACTS_COLUMNS,
+    DERIVED_COLUMNS,
+    SUMMARY_COLUMNS,
+    check_parallel,
+    facts_from_row,
+    summary_from_row,
+)
+from rawtap.consumer.store._sink import CallFacts, RecordQuery, RecordSummary, SinkError
 from rawtap.consumer.store.postgres._connect import Connection, connect
 from rawtap.consumer.store.postgres._errors import is_data_error, one_line
 from rawtap.consumer.store.postgres._migrate import (
@@ -46,6 +53,7 @@ from rawtap.consumer.store.postgres._migrate import (
     migrate_store,
 )
 from rawtap.consumer.store.postgres._partitions import DayPartitions, existing
+from rawtap.consumer.store.postgres._search import MATCH, text_page
 from rawtap.consumer.store.postgres._url import split_url
 from rawtap.consumer.store.postgres._values import (
     PG_COLUMNS,
@@ -60,12 +68,23 @@ logger = logging.getLogger(__name__)
 
 InsertMethod = Literal["copy", "executemany"]
 
+
+def tsquery(words: Sequence[str]) -> str:
+    """A ``to_tsquery`` text for ``words``: each a prefix (``word:*``), all required (``&``).
+
+    Words are runs of letters and digits, so none can be query syntax.
+    """
+    return " & ".join(f"{w}:*" for w in words)
+
+
 DIALECT = Dialect(
     "postgresql",
     placeholder="%s",
     greatest="GREATEST",
     time_key="started_at",
     time_key_value=ns_to_datetime,
+    text_match=MATCH,
+    text_query=tsquery,
 )
 """PostgreSQL's spelling of the shared SQL: reads go through ``started_at``, the
 partition key, so that partitions are pruned."""
@@ -358,7 +377,7 @@ class PostgresSink(SqlReads):
             except psycopg.Error as e:
                 raise self._fail("ledger write", e) from e
 
-    # -- reads (the statements are in store._reads) ------------------------------------
+    # -- reads (the statements are in store._reads; text pages in ._search) -------------
 
     def _query(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -366,6 +385,55 @@ class PostgresSink(SqlReads):
                 return self._connection().execute(query, params).fetchall()
             except psycopg.Error as e:
                 raise self._fail("read", e) from e
+
+    def _query_indexed(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """A read planned with index and sequential scans off: bitmap scans (the GIN index)."""
+        with self._lock:
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    conn.execute("SET LOCAL enable_indexscan = off")
+                    conn.execute("SET LOCAL enable_seqscan = off")
+                    return conn.execute(query, params).fetchall()
+            except psycopg.Error as e:
+                raise self._fail("read", e) from e
+
+    def _text_page(
+        self,
+        query: RecordQuery,
+        words: list[str],
+        columns: Sequence[str],
+        limit: int,
+        newest_first: bool,
+        after: tuple[int, str] | None,
+    ) -> list[tuple[Any, ...]]:
+        return text_page(
+            self._query, self._query_indexed, DIALECT, query, tsquery(words), columns, limit,
+            newest_first, after,
+        )  # fmt: skip
+
+    def summaries(
+        self,
+        query: RecordQuery,
+        limit: int = 50,
+        newest_first: bool = True,
+        after: tuple[int, str] | None = None,
+    ) -> list[RecordSummary]:
+        """Filter columns of matching records, newest (or oldest) first, past ``after``."""
+        words = search_words(query.text)
+        if not words:
+            return super().summaries(query, limit, newest_first, after)
+        after = page_after(after)
+        rows = self._text_page(query, words, SUMMARY_COLUMNS, limit, newest_first, after)
+        return [summary_from_row(r) for r in rows]
+
+    def call_facts(self, query: RecordQuery, limit: int = 20_000) -> list[CallFacts]:
+        """The newest ``limit`` matching records' facts, newest first."""
+        words = search_words(query.text)
+        if not words:
+            return super().call_facts(query, limit)
+        rows = self._text_page(query, words, CALL_FACTS_COLUMNS, limit, True, None)
+        return [facts_from_row(r) for r in rows]
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one SQL statement in the store's schema (for operators and tests); returns rows."""

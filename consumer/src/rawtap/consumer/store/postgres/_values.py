@@ -31,7 +31,7 @@ PG_COLUMNS = (
 PG_TYPES = (
     # RECORD_COLUMNS
     "text", "int2", "text", "int8", "text", "text", "text", "text", "text", "int8", "text",
-    "bool", "int8", "int8", "int8", "int8", "int8", "bytea", "bytea", "bytea",
+    "bool", "int8", "int8", "int8", "int8", "int8", "bytea", "bytea", "bytea", "text",
     # started_at
     "timestamptz",
     # DERIVED_COLUMNS

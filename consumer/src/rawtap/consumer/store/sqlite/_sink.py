@@ -17,7 +17,8 @@ throughput for power-loss durability.
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -26,32 +27,66 @@ from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting
 from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
-from rawtap.consumer.store._reads import SqlReads
+from rawtap.consumer.store._reads import SqlReads, order_by, page_after, search_words, where_clause
 from rawtap.consumer.store._rows import (
+    CALL_FACTS_COLUMNS,
     DERIVED_COLUMNS,
     RECORD_COLUMNS,
+    SUMMARY_COLUMNS,
     check_parallel,
     derived_values,
+    facts_from_row,
     record_values,
+    summary_from_row,
 )
-from rawtap.consumer.store._sink import SinkError
+from rawtap.consumer.store._sink import CallFacts, RecordQuery, RecordSummary, SinkError
 from rawtap.consumer.store.sqlite._errors import sink_error
 from rawtap.consumer.store.sqlite._migrate import migrate_store, schema_version
+from rawtap.consumer.store.sqlite._search import text_page
 from rawtap.shared import Record
 
-DIALECT = Dialect("sqlite", placeholder="?", greatest="max")
+
+def fts5_query(words: Sequence[str]) -> str:
+    """An FTS5 query for ``words``: each a quoted prefix term (``"word"*``), all required.
+
+    Quoted, a word is never an operator (``AND``, ``NEAR``) or column filter.
+    """
+    return " ".join(f'"{w}"*' for w in words)
+
+
+DIALECT = Dialect(
+    "sqlite",
+    placeholder="?",
+    greatest="max",
+    late_rows=True,
+    text_match="record_id IN (SELECT record_id FROM records_fts WHERE records_fts MATCH ?)",
+    text_query=fts5_query,
+)
 """SQLite's spelling of the shared SQL (no time key: ``started_at_ns`` is the index)."""
 
 _ALL_COLUMNS = (*RECORD_COLUMNS, *DERIVED_COLUMNS)
 # Column names are constants of this module; values are bound parameters.
-_INSERT = (
-    f"INSERT OR IGNORE INTO records ({', '.join(_ALL_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' * len(_ALL_COLUMNS))})"
-)
+_INSERT = f"INSERT OR IGNORE INTO records ({', '.join(_ALL_COLUMNS)}) VALUES "  # noqa: S608
+_ROW = f"({', '.join('?' * len(_ALL_COLUMNS))})"
+_ROWS_PER_INSERT = 256
+"""Rows one INSERT statement carries (fewer where SQLite allows fewer bound values).
+
+One statement for many rows, not one per row: SQLite opens a statement savepoint per
+statement, and FTS5 flushes what it has pending at each (``records_fts``, filled by a
+trigger): row by row, that doubled the cost of a write."""
 _UPDATE_DERIVED = (
     f"UPDATE records SET {', '.join(f'{c} = ?' for c in DERIVED_COLUMNS)} WHERE record_id = ?"  # noqa: S608
 )
 _PURGE_BATCH = 5000
+_IN_TIME_INDEX = frozenset(
+    ("provider", "model", "status", "status_min", "status_max", "end_state", "since_ns", "until_ns")
+)
+"""RecordQuery fields whose columns the ``records_started`` index holds (migration 0005)."""
+
+
+def _filters(query: RecordQuery) -> set[str]:
+    """The fields of ``query`` that filter (are not None)."""
+    return {f.name for f in fields(query) if getattr(query, f.name) is not None}
 
 
 def path_from_url(url: str) -> str:
@@ -103,6 +138,8 @@ class SqliteSink(SqlReads):
             migrate_store(self._conn, self.path, apply=migrate)
         except sqlite3.Error as e:
             raise SinkError(f"cannot open SQLite database {self.path!r}: {e}") from e
+        variables = self._conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._rows_per_insert = max(1, min(_ROWS_PER_INSERT, variables // len(_ALL_COLUMNS)))
         self._lock = threading.Lock()
         self._closed = False
 
@@ -136,35 +173,46 @@ class SqliteSink(SqlReads):
     ) -> int:
         """Insert ``records`` in one transaction, skipping ids already stored."""
         check_parallel(records, derived, envelopes)
-        rows = [
-            (
-                *record_values(r, persisted_at_ns, envelopes[i] if envelopes else None),
-                *derived_values(derived[i] if derived is not None else None),
-            )
-            for i, r in enumerate(records)
-        ]
-        return self._write_rows(_INSERT, rows, "write")
+        values: list[Any] = []
+        for i, r in enumerate(records):
+            values += record_values(r, persisted_at_ns, envelopes[i] if envelopes else None)
+            values += derived_values(derived[i] if derived is not None else None)
+        return self._write(self._inserts(values), "write")
+
+    def _inserts(self, values: list[Any]) -> Iterator[tuple[str, Sequence[Any]]]:
+        """Multi-row INSERTs of the rows ``values`` holds, one after the other."""
+        width = len(_ALL_COLUMNS)
+        step = self._rows_per_insert * width
+        for start in range(0, len(values), step):
+            chunk = values[start : start + step]
+            yield _INSERT + ", ".join([_ROW] * (len(chunk) // width)), chunk
 
     def set_derived(self, items: Sequence[tuple[str, Derived]]) -> int:
         """Replace the derived fields of the given record ids."""
         rows = [(*derived_values(d), record_id) for record_id, d in items]
-        return self._write_rows(_UPDATE_DERIVED, rows, "derived-field update")
+        return self._write(iter([(_UPDATE_DERIVED, rows)]), "derived-field update", many=True)
 
-    def _write_rows(self, sql: str, rows: Sequence[tuple[Any, ...]], what: str) -> int:
+    def _write(
+        self, statements: Iterator[tuple[str, Any]], what: str, *, many: bool = False
+    ) -> int:
+        """Run ``statements`` in one transaction; the rows they changed (``many``: executemany)."""
+        changed = 0
         with self._lock:
             conn = self._conn
             try:
-                before = conn.total_changes
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(sql, rows)
+                    for sql, params in statements:
+                        run = conn.executemany if many else conn.execute
+                        # The statement's own rows (the FTS triggers' writes are not counted).
+                        changed += max(run(sql, params).rowcount, 0)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-                return conn.total_changes - before
             except sqlite3.Error as e:
                 raise sink_error(f"SQLite {what} to {self.path!r} failed: {e}", e) from e
+        return changed
 
     def write_accounting(self, accounting: Accounting) -> None:
         """Commit dead letters, producer reports and trimmed ids in one transaction (idempotent)."""
@@ -203,7 +251,44 @@ class SqliteSink(SqlReads):
             if deleted < _PURGE_BATCH:
                 return total
 
-    # -- reads (the statements are in store._reads) ----------------------------------
+    # -- reads (the statements are in store._reads; text pages in ._search) --------------
+
+    def summaries(
+        self,
+        query: RecordQuery,
+        limit: int = 50,
+        newest_first: bool = True,
+        after: tuple[int, str] | None = None,
+    ) -> list[RecordSummary]:
+        """Filter columns of matching records, newest (or oldest) first, past ``after``."""
+        words = search_words(query.text)
+        if not words:
+            return super().summaries(query, limit, newest_first, after)
+        after = page_after(after)
+        rows = text_page(
+            self._query, DIALECT, query, fts5_query(words), SUMMARY_COLUMNS, limit,
+            newest_first, after,
+        )  # fmt: skip
+        return [summary_from_row(r) for r in rows]
+
+    def call_facts(self, query: RecordQuery, limit: int = 20_000) -> list[CallFacts]:
+        """The newest ``limit`` matching records' facts, newest first."""
+        words = search_words(query.text)
+        if words is None and _filters(query) <= _IN_TIME_INDEX:
+            # The time index holds every column read and filtered: the wide rows stay unread
+            # (the planner would take a filter's own index, then read 20,000 rows).
+            where, params = where_clause(DIALECT, query)
+            statement = (
+                f"SELECT {', '.join(CALL_FACTS_COLUMNS)} FROM records "  # noqa: S608
+                f"INDEXED BY records_started {where} {order_by(DIALECT, True)} LIMIT ?"
+            )
+            return [facts_from_row(r) for r in self._query(statement, [*params, limit])]
+        if not words:
+            return super().call_facts(query, limit)
+        rows = text_page(
+            self._query, DIALECT, query, fts5_query(words), CALL_FACTS_COLUMNS, limit, True, None
+        )
+        return [facts_from_row(r) for r in rows]
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
