@@ -22,7 +22,7 @@ import orjson
 import psycopg
 import pytest
 import redis
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 from psycopg import sql
 
 from rawtap.consumer import Worker, open_sink
@@ -275,7 +275,12 @@ def test_a_streamed_call_draws_one_mark_per_chunk(
 
 def test_a_script_in_a_body_executes_nothing(page: Page, filled: Filled, console_url: str) -> None:
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismissed(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismissed)
     session = httpx.QueryParams({"s": HOSTILE_SESSION})["s"]
     for path in (
         f"call?id={filled.hostile_id}",

@@ -146,7 +146,7 @@ def test_tokens_match_bearer_and_basic_only() -> None:
 
 
 def test_allowed_hosts() -> None:
-    assert allowed_hosts("127.0.0.1", []) == {"localhost", "127.0.0.1", "::1"}
+    assert allowed_hosts("127.0.0.1", []) == frozenset({"localhost", "127.0.0.1", "::1"})
     assert allowed_hosts("0.0.0.0", []) is None  # noqa: S104
     hosts = allowed_hosts("0.0.0.0", ["console.internal"])  # noqa: S104
     assert hosts is not None
@@ -246,7 +246,7 @@ def test_docs_list_every_console_option_with_its_default() -> None:
     import typer
 
     from rawtap.consumer.cli._app import app
-    from rawtap.consumer.cli._main import load_commands
+    from rawtap.consumer.cli._plugins import load_commands
 
     load_commands(app)
     command = typer.main.get_command(app).commands["console"]  # type: ignore[attr-defined]
