@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -427,3 +428,29 @@ def test_a_foreign_host_header_is_refused(filled: Filled, console_url: str) -> N
     got = httpx.get(console_url + "calls", headers={"host": "attacker.example"})
     assert got.status_code == 400
     assert httpx.get(console_url + "calls", headers={"host": "localhost"}).status_code == 200
+
+
+def test_the_copied_commands_run(page: Page, filled: Filled, console_url: str) -> None:
+    page.goto(console_url + "call?id=" + filled.rare_id)
+    commands = {
+        str(c.get_attribute("id")): c.inner_text() for c in page.locator("code.command").all()
+    }
+    assert set(commands) == {"cmd-show", "cmd-replay", "cmd-export"}
+    for name in ("cmd-show", "cmd-export"):
+        argv = shlex.split(commands[name])
+        assert argv[0] == "rawtap"
+        done = subprocess.run(
+            rawtap_command(*argv[1:]), check=False, capture_output=True, timeout=PROCESS_EXIT_S
+        )
+        assert done.returncode == 0, done.stderr
+        if name == "cmd-export":
+            (line,) = done.stdout.splitlines()  # --record: this record alone
+            assert orjson.loads(line)["record_id"] == filled.rare_id
+        else:
+            assert filled.rare_id.encode() in done.stdout
+    assert f"--record {filled.rare_id}" in commands["cmd-replay"]
+    with _store(filled) as store:  # what replay's --record filter reads
+        assert [s.record_id for s in store.summaries(RecordQuery(record_id=filled.rare_id))] == [
+            filled.rare_id
+        ]
+        assert store.count_matching(RecordQuery(record_id=filled.rare_id[:-1])) == 0  # whole id

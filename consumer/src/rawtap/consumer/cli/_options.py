@@ -100,6 +100,11 @@ Session = Annotated[
 ]
 
 
+RecordId = Annotated[
+    str | None, typer.Option("--record", show_default=ANY_RECORD, help="Only this record id.")
+]
+
+
 Provider = Annotated[
     str | None, typer.Option("--provider", show_default=ANY_RECORD, help="Only this provider.")
 ]
@@ -162,6 +167,7 @@ def query_from(
     end_state: str | None,
     since: str | None,
     until: str | None,
+    record: str | None = None,
 ) -> RecordQuery:
     if end_state is not None and end_state not in {e.value for e in EndState}:
         raise ConfigError(
@@ -175,6 +181,7 @@ def query_from(
         end_state=end_state,
         since_ns=None if since is None else parse_time(since),
         until_ns=None if until is None else parse_time(until),
+        record_id=record,
     )
 
 
@@ -217,6 +224,7 @@ _FILTERS: dict[str, Any] = {
     "end_state": EndStateOpt,
     "since": Since,
     "until": Until,
+    "record": RecordId,
 }
 _FILTER_PARAMS = [
     inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
@@ -225,7 +233,7 @@ _FILTER_PARAMS = [
 
 
 def record_filters(command: Callable[..., None]) -> Callable[..., None]:
-    """Replace a command's ``query: RecordQuery`` parameter by the seven filter options.
+    """Replace a command's ``query: RecordQuery`` parameter by the eight filter options.
 
     The options appear in ``--help`` where ``query`` stands in the signature, the
     same in every command that filters records; the command is called with the

@@ -121,7 +121,7 @@ class Views:
         commands = [
             ("show", f"rawtap show {rid} --sink {sink}"),
             ("replay", f"rawtap replay --sink {sink} --record {rid}"),
-            ("export", f"rawtap export --sink {sink} --record {rid} --with-derived"),
+            ("export", f"rawtap export --sink {sink} --record {rid} --derived"),
         ]
         return self._render(
             request,

@@ -90,6 +90,9 @@ def where_clause(dialect: Dialect, query: RecordQuery) -> tuple[str, list[Any]]:
             parts.append(f"{column} = ?")
             # Cut like the stored copy, so a long value still finds its records.
             params.append(filter_text(value) if isinstance(value, str) else value)
+    if query.record_id is not None:
+        parts.append("record_id = ?")  # whole, unlike the filter copies
+        params.append(query.record_id)
     for op, status in ((">=", query.status_min), ("<", query.status_max)):
         if status is not None:
             parts.append(f"status {op} ?")

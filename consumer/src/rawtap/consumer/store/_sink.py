@@ -56,6 +56,8 @@ class RecordQuery:
     producer_id: str | None = None
     service: str | None = None
     call_id: str | None = None
+    record_id: str | None = None
+    """One record (``rawtap replay/export --record``), by its whole id."""
     text: str | None = None
     status_min: int | None = None
     status_max: int | None = None
