@@ -45,6 +45,9 @@ RECORD_HISTOGRAMS: list[Stream] = [  # in the order of _measure's stream indexes
      "Time from the request to the first chunk carrying output (streams).", _DURATION_BUCKETS),
     ("rawtap.record.capture_to_persist.duration", "s",
      "From the producer finishing a record to its commit in the sink.", _PIPELINE_BUCKETS),
+    ("gen_ai.client.operation.time_per_output_chunk", "s",
+     "Time per output chunk: for each chunk after the first one carrying output, the time "
+     "since the chunk before it (streams).", _DURATION_BUCKETS),
 ]  # fmt: skip
 """The per-record histograms: name, unit, description, advised bucket boundaries."""
 
