@@ -6,6 +6,8 @@ the untouched raw record, with the name and version of the parser that made it,
 so ``rawtap rederive`` can recompute it after a parser changes.
 """
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -23,17 +25,17 @@ class ToolCall(BaseModel):
     serialized; a stream's fragments are joined)."""
 
 
-class RequestParams(BaseModel):
+@dataclass(frozen=True, slots=True)
+class RequestParams:
     """The generation parameters a request asked for, read from its JSON body (and URL).
 
     Read while deriving, in the same pass as :attr:`Derived.request_model`, so that
     telemetry (``gen_ai.request.*``) never parses the request body again. Each field
     is None when the request did not state it; names follow the GenAI conventions,
     whatever the provider calls them (``max_completion_tokens``, ``maxOutputTokens``,
-    ``n``, ``candidateCount``, ``stop``, ``stopSequences``, …).
+    ``n``, ``candidateCount``, ``stop``, ``stopSequences``, …). A plain dataclass, not
+    a model: it is built per record from values already checked, and never stored.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     stream: bool = False
     """The request asked for a stream (``"stream": true``, or Gemini's

@@ -10,6 +10,7 @@ Gemini's in ``generationConfig`` (``temperature``, ``topP``, ``topK``,
 ``responseMimeType``, ``responseModalities``).
 """
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +22,6 @@ from rawtap.shared import Record
 
 _JSON_FORMATS = frozenset({"json_object", "json_schema", "json"})
 _MODALITIES = {"IMAGE": "image", "AUDIO": "speech"}
-_MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 def read_request(record: Record, *, params: bool) -> tuple[str | None, RequestParams | None]:
@@ -40,7 +40,7 @@ def read_request(record: Record, *, params: bool) -> tuple[str | None, RequestPa
         return model, None
     streamed = bool(record.url and ":streamGenerateContent" in record.url)
     if doc is None:
-        return model, RequestParams(stream=True) if streamed else None
+        return model, _STREAMED if streamed else None
     return model, _params(doc, streamed)
 
 
@@ -69,22 +69,58 @@ def _strings(value: Any) -> list[str] | None:
     return None
 
 
-def _get(doc: dict[str, Any], config: dict[str, Any], names: tuple[str, ...], gemini: str) -> Any:
-    """The first of ``names`` the body states (0 and false count), else Gemini's config entry."""
-    for name in names:
-        value = doc.get(name)
-        if value is not None:
-            return value
-    return config.get(gemini)
+def _one_string(value: Any) -> list[str] | None:
+    return [value] if isinstance(value, str) and value else None
+
+
+_Coerce = Callable[[Any], Any]
+_TOP: dict[str, tuple[str, _Coerce]] = {
+    "temperature": ("temperature", _number),
+    "top_p": ("top_p", _number),
+    "top_k": ("top_k", _number),
+    "max_tokens": ("max_tokens", as_int),
+    "max_completion_tokens": ("max_tokens", as_int),
+    "max_output_tokens": ("max_tokens", as_int),
+    "seed": ("seed", as_int),
+    "stop": ("stop_sequences", _strings),
+    "stop_sequences": ("stop_sequences", _strings),
+    "n": ("choice_count", as_int),
+    "frequency_penalty": ("frequency_penalty", _number),
+    "presence_penalty": ("presence_penalty", _number),
+    "service_tier": ("service_tier", as_str),
+    "encoding_format": ("encoding_formats", _one_string),
+    "dimensions": ("dimensions", as_int),
+    "outputDimensionality": ("dimensions", as_int),
+}
+"""Top-level body keys (OpenAI, Anthropic, Gemini's embeddings): the first stated one wins."""
+_GEMINI: dict[str, tuple[str, _Coerce]] = {
+    "temperature": ("temperature", _number),
+    "topP": ("top_p", _number),
+    "topK": ("top_k", _number),
+    "maxOutputTokens": ("max_tokens", as_int),
+    "seed": ("seed", as_int),
+    "stopSequences": ("stop_sequences", _strings),
+    "candidateCount": ("choice_count", as_int),
+    "frequencyPenalty": ("frequency_penalty", _number),
+    "presencePenalty": ("presence_penalty", _number),
+}
+"""Gemini's ``generationConfig`` keys."""
+_FORMATS = ("response_format", "text", "output_config", "output_format")
+_OUTPUT_KEYS = frozenset({"responseMimeType", "responseModalities"})
+_STREAMED = RequestParams(stream=True)
+_PLAIN = RequestParams()
 
 
 def _output_type(doc: dict[str, Any], config: dict[str, Any]) -> str | None:
-    kind = (
-        as_dict(doc.get("response_format")).get("type")
-        or as_dict(as_dict(doc.get("text")).get("format")).get("type")
-        or as_dict(as_dict(doc.get("output_config")).get("format")).get("type")
-        or as_dict(doc.get("output_format")).get("type")
-    )
+    kind: Any = None
+    if "response_format" in doc:  # OpenAI chat
+        kind = as_dict(doc["response_format"]).get("type")
+    elif "text" in doc:  # OpenAI Responses
+        kind = as_dict(as_dict(doc["text"]).get("format")).get("type")
+    elif "output_config" in doc:  # Anthropic structured outputs
+        kind = as_dict(as_dict(doc["output_config"]).get("format")).get("type")
+    elif "output_format" in doc:
+        kind = as_dict(doc["output_format"]).get("type")
     if isinstance(kind, str):
         return "json" if kind in _JSON_FORMATS else "text" if kind == "text" else kind
     mime = as_str(config.get("responseMimeType"))
@@ -99,21 +135,27 @@ def _output_type(doc: dict[str, Any], config: dict[str, Any]) -> str | None:
 
 
 def _params(doc: dict[str, Any], streamed: bool) -> RequestParams:
-    config = as_dict(doc.get("generationConfig") or doc.get("generation_config"))
-    encoding = as_str(doc.get("encoding_format"))
-    return RequestParams(
-        stream=streamed or doc.get("stream") is True,
-        temperature=_number(_get(doc, config, ("temperature",), "temperature")),
-        top_p=_number(_get(doc, config, ("top_p",), "topP")),
-        top_k=_number(_get(doc, config, ("top_k",), "topK")),
-        max_tokens=as_int(_get(doc, config, _MAX_TOKENS, "maxOutputTokens")),
-        seed=as_int(_get(doc, config, ("seed",), "seed")),
-        stop_sequences=_strings(_get(doc, config, ("stop", "stop_sequences"), "stopSequences")),
-        choice_count=as_int(_get(doc, config, ("n",), "candidateCount")),
-        frequency_penalty=_number(_get(doc, config, ("frequency_penalty",), "frequencyPenalty")),
-        presence_penalty=_number(_get(doc, config, ("presence_penalty",), "presencePenalty")),
-        output_type=_output_type(doc, config),
-        service_tier=as_str(doc.get("service_tier")),
-        encoding_formats=[encoding] if encoding else None,
-        dimensions=as_int(_get(doc, doc, ("dimensions",), "outputDimensionality")),
-    )
+    values: dict[str, Any] = {}
+    for key, (name, coerce) in _TOP.items():  # in order: the first stated one wins
+        if key in doc:
+            value = coerce(doc[key])
+            if value is not None and name not in values:
+                values[name] = value
+    config = doc.get("generationConfig") or doc.get("generation_config")
+    config = config if isinstance(config, dict) else {}
+    for key in _GEMINI.keys() & config.keys():  # one name each: any order
+        name, coerce = _GEMINI[key]
+        value = coerce(config[key])
+        if value is not None and name not in values:
+            values[name] = value
+    if _OUTPUT_KEYS & config.keys() or any(key in doc for key in _FORMATS):
+        output = _output_type(doc, config)
+        if output is not None:
+            values["output_type"] = output
+    if streamed or doc.get("stream") is True:
+        values["stream"] = True
+    if not values:
+        return _PLAIN
+    if len(values) == 1 and "stream" in values:
+        return _STREAMED
+    return RequestParams(**values)

@@ -78,8 +78,9 @@ class RecordValues:
             if record.stream:  # the conventions: streamed responses only
                 if fields.ttft_ns is not None:
                     add((FIRST_CHUNK, base, plain, fields.ttft_ns / 1e9))
-                for gap in chunk_gaps(record.chunks, fields.ttft_ns):
-                    add((PER_CHUNK, base, plain, gap))
+                gaps = chunk_gaps(record.chunks, fields.ttft_ns)
+                if gaps:  # one run of values per record: a long stream has hundreds
+                    add((PER_CHUNK, base, plain, gaps))
             self._delay(record, attributes, persisted_ns, add)
         return out
 
@@ -92,11 +93,14 @@ class RecordValues:
         add((DELAY, key, attrs, max(0, persisted_ns - record.captured_at_ns) / 1e9))
 
 
-def chunk_gaps(chunks: Sequence[Chunk], first_ns: int | None) -> list[float]:
+def chunk_gaps(chunks: Sequence[Chunk], first_ns: int | None) -> tuple[float, ...]:
     """``time_per_output_chunk`` values (s): for each chunk after the first one carrying output
     (at ``first_ns``; the first chunk when unknown), the time since the chunk before it."""
     if len(chunks) < 2:
-        return []
+        return ()
     offsets = [c.offset_ns for c in chunks]
     start = bisect_left(offsets, first_ns) if first_ns is not None else 0
-    return [(offsets[i] - offsets[i - 1]) / 1e9 for i in range(start + 1, len(offsets))]
+    return tuple(
+        (later - earlier) / 1e9
+        for earlier, later in zip(offsets[start:], offsets[start + 1 :], strict=False)
+    )

@@ -263,7 +263,11 @@ class Metrics:
             return
         histograms = self._record_histograms
         for index, _key, attributes, value in measurements:
-            histograms[index].record(value, attributes)
+            if isinstance(value, tuple):  # a run of values (time per output chunk)
+                for one in value:
+                    histograms[index].record(one, attributes)
+            else:
+                histograms[index].record(value, attributes)
 
     def batch(self, entries: int, started_ns: int, attributes: dict[str, Any]) -> int:
         """Entries consumed and the time the batch took, by stream and group; returns its end."""
