@@ -252,3 +252,58 @@ def test_a_call_that_never_got_a_response_has_finish_reason_error() -> None:
     attrs = emit([record]).attributes(record)
     assert list(attrs["gen_ai.response.finish_reasons"]) == ["error"]
     assert attrs["error.type"] == "transport_error"
+
+
+# -- docs/observability.md lists every attribute and metric -----------------------------------
+
+
+def _documented() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+
+
+def test_every_emitted_attribute_and_metric_is_in_the_docs_table() -> None:
+    import re
+
+    from rawtap.consumer.telemetry._metrics import COUNTERS, RECORD_HISTOGRAMS
+
+    records = [
+        _anthropic_cached(),
+        make_record(
+            body=_CHAT, url=f"{OPENAI}/chat/completions", session_id="s", call_id="c", attempt=2,
+            truncated=True, request_body=orjson.dumps({
+                "model": "gpt-x", "temperature": 0, "top_p": 1, "max_tokens": 5, "seed": 1,
+                "stop": "x", "n": 2, "frequency_penalty": 0, "presence_penalty": 0,
+                "response_format": {"type": "json_schema"}, "service_tier": "flex",
+            }),
+        ),
+        make_record(body=_EMBEDDINGS, url=f"{OPENAI}/embeddings", request_body=orjson.dumps(
+            {"model": "e", "input": "x", "encoding_format": "float", "dimensions": 8}
+        )),
+        make_record("gemini", b'{"candidates":[], "usageMetadata": {"thoughtsTokenCount": 2}}',
+                    url=f"{GEMINI}:generateContent", request_body=b'{"generationConfig":{"topK":3}}'),
+        make_record(chunks=_CHAT_CHUNKS, url=f"{OPENAI}/chat/completions", status=429,
+                    end_state=EndState.ERROR, headers=[("x-request-id", "req_1")]),
+        make_record(body=b"not json", url=f"{OPENAI}/chat/completions"),
+    ]  # fmt: skip
+    out = emit(records)
+    keys = {k for span in out.spans.values() for k in (span.attributes or {})}
+    keys |= {k for span in out.spans.values() for e in span.events for k in (e.attributes or {})}
+    metric_keys = {k for m in ("gen_ai.client.token.usage", "gen_ai.client.operation.duration")
+                   for a, _ in points(out.metrics, m) for k in a}  # fmt: skip
+    docs = _documented()
+    documented = set(re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`", docs))
+    # A row may list siblings by their last part (`gen_ai.request.temperature`, `.top_p`).
+    for row in re.findall(r"^\|.*$", docs, re.MULTILINE):
+        head = re.search(r"`([a-z_.]+)\.[a-z_]+`", row)
+        for tail in re.findall(r"`(\.[a-z_]+)`", row):
+            if head:
+                documented.add(head.group(1) + tail)
+    assert len(keys) > 40
+    assert keys - documented == set()
+    assert metric_keys - documented == set()
+    names = {name for name, *_ in RECORD_HISTOGRAMS} | {n for n, *_ in COUNTERS.values()}
+    names |= {"messaging.client.consumed.messages", "messaging.process.duration"}
+    missing = {n for n in names if f"`{n}`" not in docs and n.rpartition(".")[2] not in docs}
+    assert missing == set()
