@@ -37,12 +37,10 @@ def _chunks(i: int) -> list[bytes]:
     """A chat stream: two deltas, then usage and [DONE]."""
     base = {"id": f"chatcmpl-{i}", "object": "chat.completion.chunk", "model": "gpt-wire",
             "system_fingerprint": "fp_wire"}  # fmt: skip
+    last = {"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}
     return sse(
         (None, {**base, "choices": [{"index": 0, "delta": {"content": "a"}}]}),
-        (
-            None,
-            {**base, "choices": [{"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}]},
-        ),  # fmt: skip
+        (None, {**base, "choices": [last]}),
         (None, {**base, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
         (None, b"[DONE]"),
     )

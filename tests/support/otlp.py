@@ -98,7 +98,7 @@ class OtlpReceiver:
         """The attributes of every data point received for the metric ``name``."""
         with self._lock:
             requests = list(self.metrics)
-        out = []
+        out: list[dict[str, Any]] = []
         for request in requests:
             for rm in request.resource_metrics:
                 for sm in rm.scope_metrics:
