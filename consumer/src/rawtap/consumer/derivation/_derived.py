@@ -6,9 +6,9 @@ the untouched raw record, with the name and version of the parser that made it,
 so ``rawtap rederive`` can recompute it after a parser changes.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf
 
 
 class ToolCall(BaseModel):
@@ -25,16 +25,15 @@ class ToolCall(BaseModel):
     serialized; a stream's fragments are joined)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestParams:
+class RequestParams(NamedTuple):
     """The generation parameters a request asked for, read from its JSON body (and URL).
 
     Read while deriving, in the same pass as :attr:`Derived.request_model`, so that
     telemetry (``gen_ai.request.*``) never parses the request body again. Each field
     is None when the request did not state it; names follow the GenAI conventions,
     whatever the provider calls them (``max_completion_tokens``, ``maxOutputTokens``,
-    ``n``, ``candidateCount``, ``stop``, ``stopSequences``, …). A plain dataclass, not
-    a model: it is built per record from values already checked, and never stored.
+    ``n``, ``candidateCount``, ``stop``, ``stopSequences``, …). A named tuple, not a
+    model: it is built per record from values already checked, and never stored.
     """
 
     stream: bool = False
@@ -119,7 +118,7 @@ class Derived(BaseModel):
     body again. Not stored and not dumped (``exclude``): a :class:`Derived` read back from a
     store has None here, so compare ``model_dump()`` (``==`` sees this field too) to ask
     whether a stored copy holds what ``derive`` made."""
-    request: RequestParams | None = Field(default=None, exclude=True)
+    request: InstanceOf[RequestParams] | None = Field(default=None, exclude=True)
     """The request's generation parameters, read with ``request_model`` (so only when
     ``derive`` is asked for it); not stored, not dumped."""
     service_tier: str | None = Field(default=None, exclude=True)

@@ -56,9 +56,10 @@ def _url_model(url: str | None) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
+    kind = type(value)  # exact types: a bool is no number here
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    return float(value) if kind is int else None
 
 
 def _strings(value: Any) -> list[str] | None:
@@ -92,7 +93,7 @@ _TOP: dict[str, tuple[str, _Coerce]] = {
     "dimensions": ("dimensions", as_int),
     "outputDimensionality": ("dimensions", as_int),
 }
-"""Top-level body keys (OpenAI, Anthropic, Gemini's embeddings): the first stated one wins."""
+"""Top-level body keys (OpenAI, Anthropic, Gemini's embeddings) and the parameter each states."""
 _GEMINI: dict[str, tuple[str, _Coerce]] = {
     "temperature": ("temperature", _number),
     "topP": ("top_p", _number),
@@ -105,7 +106,7 @@ _GEMINI: dict[str, tuple[str, _Coerce]] = {
     "presencePenalty": ("presence_penalty", _number),
 }
 """Gemini's ``generationConfig`` keys."""
-_FORMATS = ("response_format", "text", "output_config", "output_format")
+_FORMATS = frozenset({"response_format", "text", "output_config", "output_format"})
 _OUTPUT_KEYS = frozenset({"responseMimeType", "responseModalities"})
 _STREAMED = RequestParams(stream=True)
 _PLAIN = RequestParams()
@@ -136,19 +137,25 @@ def _output_type(doc: dict[str, Any], config: dict[str, Any]) -> str | None:
 
 def _params(doc: dict[str, Any], streamed: bool) -> RequestParams:
     values: dict[str, Any] = {}
-    for key, (name, coerce) in _TOP.items():  # in order: the first stated one wins
-        if key in doc:
-            value = coerce(doc[key])
+    for key, raw in doc.items():  # a body has few keys: each looked up (of synonyms, first wins)
+        entry = _TOP.get(key)
+        if entry is not None:
+            name, coerce = entry
+            value = coerce(raw)
             if value is not None and name not in values:
                 values[name] = value
     config = doc.get("generationConfig") or doc.get("generation_config")
-    config = config if isinstance(config, dict) else {}
-    for key in _GEMINI.keys() & config.keys():  # one name each: any order
-        name, coerce = _GEMINI[key]
-        value = coerce(config[key])
-        if value is not None and name not in values:
-            values[name] = value
-    if _OUTPUT_KEYS & config.keys() or any(key in doc for key in _FORMATS):
+    if isinstance(config, dict) and config:
+        for key, raw in config.items():
+            entry = _GEMINI.get(key)
+            if entry is not None:
+                name, coerce = entry
+                value = coerce(raw)
+                if value is not None and name not in values:
+                    values[name] = value
+    else:
+        config = {}
+    if not _FORMATS.isdisjoint(doc) or not _OUTPUT_KEYS.isdisjoint(config):
         output = _output_type(doc, config)
         if output is not None:
             values["output_type"] = output
