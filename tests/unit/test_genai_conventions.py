@@ -215,6 +215,9 @@ def test_each_endpoint_gets_its_operation_and_the_others_none() -> None:
     (embedding,) = [a for a, _ in points(out.metrics, TOKEN_USAGE)
                     if a["gen_ai.operation.name"] == "embeddings"]  # fmt: skip
     assert embedding["gen_ai.response.model"] == "text-embedding-3-small"
+    # An endpoint no parser reads still says what its error was.
+    refused = make_record(body=b'{"error":{"message":"no"}}', url=f"{OPENAI}/models", status=401)
+    assert derive(refused).provider_error == 'HTTP 401: {"error":{"message":"no"}}'
     legacy = out.attributes(records[2])
     assert list(legacy["gen_ai.response.finish_reasons"]) == ["length"]
     assert legacy["gen_ai.usage.output_tokens"] == 1

@@ -84,6 +84,8 @@ def _derive(record: Record, with_request_model: bool) -> Derived:
             # alone: guessing by content or provider would misread it as a chat.
             parser = pick_by_content(record.provider, head)
         if parser is None:
+            if endpoint.known and record.status is not None and record.status >= 400:
+                return Derived(**base, model=requested(), provider_error=_status_text(record))
             return Derived(**base, model=requested())
         base.update(parser=parser.name, parser_version=parser.version)
         if not head or head.isspace():
@@ -133,10 +135,15 @@ def _failure(
     base = {**base, "model": requested}
     if record.status is not None and record.status >= 400:
         # An error page (HTML, plain text) is the provider's answer, not a parser failure.
-        snippet = record.body[:200].decode("utf-8", errors="replace").strip()
-        return Derived(**base, provider_error=f"HTTP {record.status}: {snippet}"[:300])
+        return Derived(**base, provider_error=_status_text(record))
     message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
     return Derived(**base, parse_error=message)
+
+
+def _status_text(record: Record) -> str:
+    """``HTTP <status>: <the body's first bytes>``, for an error no parser reads."""
+    snippet = record.body[:200].decode("utf-8", errors="replace").strip()
+    return f"HTTP {record.status}: {snippet}"[:300]
 
 
 def derive_all(records: Sequence[Record], *, with_request_model: bool = False) -> list[Derived]:

@@ -44,7 +44,9 @@ class WorkerTelemetry:
     ``OTEL_*`` variables, or a disabled instance (every method returns at once)
     when telemetry is off. Tests pass in-memory processors and readers.
     ``close()`` flushes and shuts the providers down within
-    ``telemetry_flush_timeout_s``; it is idempotent.
+    ``telemetry_flush_timeout_s``; it is idempotent. ``OTEL_SEMCONV_STABILITY_OPT_IN`` is
+    read once, here: ``gen_ai_latest_experimental`` in it drops the deprecated
+    ``gen_ai.system`` (:mod:`._genai`).
     """
 
     def __init__(
