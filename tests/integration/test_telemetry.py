@@ -208,7 +208,9 @@ def test_gen_ai_attributes_and_token_counts_equal_the_fake_providers(run: Run) -
         assert attrs["gen_ai.response.model"] == exchange.model
         finish_reasons = cast(Sequence[str], attrs["gen_ai.response.finish_reasons"])
         assert tuple(finish_reasons) == (exchange.finish_reason,)
-        assert attrs["gen_ai.request.stream"] is exchange.stream
+        # The conventions: set (true) if and only if the request asked for a stream.
+        assert attrs.get("gen_ai.request.stream", False) is exchange.stream
+        assert attrs["rawtap.response.stream"] is exchange.stream
         assert "error.type" not in attrs
 
 

@@ -21,7 +21,7 @@ from rawtap.consumer.telemetry import record_span_ids
 from rawtap.shared import StreamNames, encode_entry
 from tests.support.otlp import OtlpReceiver, attributes
 from tests.support.pipeline import PROCESS_EXIT_S, spawn_worker, wait_until
-from tests.support.records import make_record
+from tests.support.records import make_record, sse
 from tests.support.streams import xadd_entry
 
 pytestmark = pytest.mark.redis
@@ -30,18 +30,43 @@ CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
 
 
-def _store(redis_client: redis.Redis, prefix: str, n: int, traced: bool = True) -> list[str]:
+REQUEST = b'{"model":"gpt-wire","messages":[],"temperature":0.5,"max_tokens":9,"stop":["END"]}'
+
+
+def _chunks(i: int) -> list[bytes]:
+    """A chat stream: two deltas, then usage and [DONE]."""
+    base = {"id": f"chatcmpl-{i}", "object": "chat.completion.chunk", "model": "gpt-wire",
+            "system_fingerprint": "fp_wire"}  # fmt: skip
+    last = {"index": 0, "delta": {"content": "b"}, "finish_reason": "stop"}
+    return sse(
+        (None, {**base, "choices": [{"index": 0, "delta": {"content": "a"}}]}),
+        (None, {**base, "choices": [last]}),
+        (None, {**base, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
+        (None, b"[DONE]"),
+    )
+
+
+def _store(
+    redis_client: redis.Redis, prefix: str, n: int, traced: bool = True, streamed: int = 0
+) -> list[str]:
+    """``n`` chat records (the first ``streamed`` of them streams) on the stream."""
     stream = StreamNames(prefix).shard(0)
     ids = []
     for i in range(n):
+        body = (
+            b'{"id":"chatcmpl-%d","object":"chat.completion","model":"gpt-wire","choices":[],'
+            b'"system_fingerprint":"fp_wire","usage":{"prompt_tokens":3,"completion_tokens":%d}}'
+            % (i, i + 1)
+        )
         record = make_record(
             "openai",
-            b'{"id":"chatcmpl-%d","object":"chat.completion","model":"gpt-wire","choices":[],'
-            b'"usage":{"prompt_tokens":3,"completion_tokens":%d}}' % (i, i + 1),
+            body,
+            chunks=_chunks(i) if i < streamed else None,
             url="https://api.openai.com/v1/chat/completions",
-            request_body=b'{"model":"gpt-wire","messages":[]}',
+            request_body=REQUEST if i >= streamed else REQUEST[:-1] + b',"stream":true}',
             traceparent=f"00-{CALLER_TRACE}-{CALLER_SPAN}-01" if traced else None,
             service="wire-service",
+            session_id="conv-wire",
         )
         xadd_entry(redis_client, stream, encode_entry(record))
         ids.append(record.record_id)
@@ -69,7 +94,7 @@ def _stored(db: Path) -> int:
 def test_worker_exports_spans_and_metrics_over_otlp_http_and_flushes_on_sigterm(
     redis_url: str, stream_prefix: str, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    ids = _store(redis_client, stream_prefix, 5)
+    ids = _store(redis_client, stream_prefix, 5, streamed=1)
     db = tmp_path / "wire.db"
     with OtlpReceiver() as receiver:
         proc = spawn_worker(
@@ -117,14 +142,38 @@ def test_worker_exports_spans_and_metrics_over_otlp_http_and_flushes_on_sigterm(
             assert attrs["gen_ai.usage.input_tokens"] == 3
             assert attrs["gen_ai.response.id"].startswith("chatcmpl-")
             assert resource["service.name"] == "wire-service"
+            # The conventions' attributes, as they travel (#16): port, request, conversation.
+            assert attrs["server.address"] == "api.openai.com"
+            assert attrs["server.port"] == 443
+            assert attrs["gen_ai.operation.name"] == "chat"
+            assert attrs["gen_ai.provider.name"] == "openai"
+            assert attrs["gen_ai.request.temperature"] == 0.5
+            assert attrs["gen_ai.request.max_tokens"] == 9
+            assert attrs["gen_ai.request.stop_sequences"] == ["END"]
+            assert attrs["gen_ai.conversation.id"] == attrs["session.id"] == "conv-wire"
+            assert attrs["openai.api.type"] == "chat_completions"
+            assert attrs["openai.response.system_fingerprint"] == "fp_wire"
+            assert attrs["rawtap.response.stream"] is record.stream
+            if record.stream:
+                assert attrs["gen_ai.request.stream"] is True
+                assert attrs["gen_ai.response.time_to_first_chunk"] > 0
+                assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+            else:
+                assert "gen_ai.request.stream" not in attrs
+                assert "gen_ai.response.time_to_first_chunk" not in attrs
     (batch,) = [(res, s) for res, s in spans if s.kind == s.SPAN_KIND_CONSUMER]
     assert batch[0]["service.name"] == "rawtap-worker"
     assert batch[0]["service.instance.id"] == "w-otlp"
     assert {link.trace_id.hex() for link in batch[1].links} == {CALLER_TRACE}
     assert len(batch[1].links) == 5
+    durations = receiver.points("gen_ai.client.operation.duration")
+    assert durations
+    assert all(a["server.port"] == 443 for a in durations)
     assert {
         "gen_ai.client.token.usage",
         "gen_ai.client.operation.duration",
+        "gen_ai.client.operation.time_to_first_chunk",
+        "gen_ai.client.operation.time_per_output_chunk",
         "messaging.client.consumed.messages",
         "rawtap.worker.persist.duration",
         "rawtap.record.capture_to_persist.duration",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +11,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
-from rawtap.consumer.telemetry import TelemetrySettings, WorkerTelemetry
+from rawtap.consumer.derivation import derive
+from rawtap.consumer.telemetry import CommittedBatch, TelemetrySettings, WorkerTelemetry
+from rawtap.shared import Record
 
 
 @dataclass
@@ -43,6 +47,41 @@ def memory_telemetry(**settings: Any) -> MemoryTelemetry:
         settings=TelemetrySettings(**settings),
     )
     return MemoryTelemetry(telemetry, spans, reader)
+
+
+@dataclass
+class Emitted:
+    """What the worker's telemetry made of one committed batch."""
+
+    spans: dict[str, ReadableSpan]
+    """The CLIENT spans by record id."""
+    metrics: MetricsData
+
+    def attributes(self, record: Record) -> dict[str, Any]:
+        """The attributes of ``record``'s span."""
+        return dict(self.spans[record.record_id].attributes or {})
+
+
+def emit(records: Sequence[Record]) -> Emitted:
+    """Hand ``records`` to fresh in-memory worker telemetry as one committed batch, derived as
+    the worker derives them (with the request model), and collect its spans and metrics."""
+    memory = memory_telemetry()
+    stored = tuple((r, derive(r, with_request_model=True)) for r in records)
+    batch = CommittedBatch(
+        stream="rawtap:{0}", group="rawtap", consumer="c", entries=len(stored), stored=stored,
+        refused=0, started_ns=time.time_ns(), commit_s=0.001,
+    )  # fmt: skip
+    memory.telemetry.batch_committed(batch)
+    try:
+        assert memory.telemetry.errors == 0
+        spans = {
+            str((s.attributes or {})["rawtap.record_id"]): s
+            for s in memory.finished()
+            if s.kind is SpanKind.CLIENT
+        }
+        return Emitted(spans, memory.metrics())
+    finally:
+        memory.telemetry.close()
 
 
 def points(data: MetricsData, name: str) -> list[tuple[dict[str, Any], Any]]:

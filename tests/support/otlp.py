@@ -94,6 +94,20 @@ class OtlpReceiver:
             for metric in sm.metrics
         }
 
+    def points(self, name: str) -> list[dict[str, Any]]:
+        """The attributes of every data point received for the metric ``name``."""
+        with self._lock:
+            requests = list(self.metrics)
+        out: list[dict[str, Any]] = []
+        for request in requests:
+            for rm in request.resource_metrics:
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        if metric.name == name:
+                            data = getattr(metric, metric.WhichOneof("data"))
+                            out.extend(attributes(p.attributes) for p in data.data_points)
+        return out
+
     def close(self) -> None:
         """Stop listening."""
         self._server.shutdown()

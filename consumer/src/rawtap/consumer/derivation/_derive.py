@@ -3,14 +3,12 @@
 import logging
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit
-
-import orjson
 
 from rawtap.consumer.derivation._body import body_of, looks_like_sse
 from rawtap.consumer.derivation._derived import Derived
-from rawtap.consumer.derivation._fields import Fields, Parser, as_dict, loads
-from rawtap.consumer.derivation._parser import PARSER_VERSIONS, pick_by_content, pick_by_url
+from rawtap.consumer.derivation._fields import Fields, Parser, loads
+from rawtap.consumer.derivation._parser import PARSER_VERSIONS, pick_by_content, route
+from rawtap.consumer.derivation._request import read_request
 from rawtap.consumer.derivation._sse import sse_events
 from rawtap.consumer.derivation._unmasked import mask_derived
 from rawtap.shared import BodyDecodeError, Record
@@ -22,21 +20,7 @@ _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-goog-request-id", "apim-
 
 def request_model(record: Record) -> str | None:
     """The model the request asked for: its JSON body's ``model``, else the URL's ``/models/…``."""
-    if record.request_body[:1] == b"{":
-        try:
-            model = as_dict(orjson.loads(record.request_body)).get("model")
-        except orjson.JSONDecodeError:
-            model = None
-        if isinstance(model, str):
-            return model
-    if record.url and "/models/" in record.url:
-        try:
-            path = urlsplit(record.url).path
-        except ValueError:  # an unparsable URL (``http://[::1/…``) names no model
-            return None
-        tail = path.split("/models/", 1)[1]
-        return tail.split(":", 1)[0] or None
-    return None
+    return read_request(record, params=False)[0]
 
 
 def _headers(record: Record) -> dict[str, str]:
@@ -59,8 +43,9 @@ def derive(record: Record, *, with_request_model: bool = False) -> Derived:
     """The derived fields of ``record``; never raises (a failure is in ``parse_error``).
 
     Secrets the producer could only digest (split over stream deltas) are masked.
-    ``with_request_model`` fills ``request_model`` (telemetry's ``gen_ai.request.model``);
-    otherwise the request body is parsed only when the response names no model.
+    ``with_request_model`` fills ``request_model`` and ``request`` (telemetry's
+    ``gen_ai.request.*``), the request body parsed once for both; otherwise it is parsed
+    only when the response names no model.
     """
     derived = _derive(record, with_request_model)
     if record.masked_digests:
@@ -73,9 +58,14 @@ def derive(record: Record, *, with_request_model: bool = False) -> Derived:
 
 
 def _derive(record: Record, with_request_model: bool) -> Derived:
-    # The request body (a prompt can be megabytes) is parsed at most once for its model:
-    # when asked for, or as the fallback when the response names none.
-    known: list[str | None] = [request_model(record)] if with_request_model else []
+    # The request body (a prompt can be megabytes) is parsed at most once: for its model and
+    # parameters when asked for, or for its model as the fallback when the response names none.
+    known: list[str | None] = []
+    base: dict[str, Any] = {}
+    if with_request_model:
+        model, params = read_request(record, params=True)
+        known.append(model)
+        base.update(request_model=model, request=params)
 
     def requested() -> str | None:
         if not known:
@@ -83,16 +73,19 @@ def _derive(record: Record, with_request_model: bool) -> Derived:
         return known[0]
 
     headers = _headers(record)
-    base: dict[str, Any] = {
-        "request_id": _request_id(headers),
-        "request_model": known[0] if known else None,
-    }
+    base["request_id"] = _request_id(headers)
     parser: Parser | None = None
     try:
         body = body_of(record, headers.get("content-encoding"))
         head = body.head
-        parser = pick_by_url(record.url) or pick_by_content(record.provider, head)
+        parser, endpoint = route(record.url)
+        if parser is None and not endpoint.known:
+            # A URL naming an endpoint no parser reads (embedContent, /v1/models) is left
+            # alone: guessing by content or provider would misread it as a chat.
+            parser = pick_by_content(record.provider, head)
         if parser is None:
+            if endpoint.known and record.status is not None and record.status >= 400:
+                return Derived(**base, model=requested(), provider_error=_status_text(record))
             return Derived(**base, model=requested())
         base.update(parser=parser.name, parser_version=parser.version)
         if not head or head.isspace():
@@ -118,6 +111,9 @@ def _derive(record: Record, with_request_model: bool) -> Derived:
             output_tokens=fields.output_tokens,
             cached_tokens=fields.cached_tokens,
             reasoning_tokens=fields.reasoning_tokens,
+            cache_write_tokens=fields.cache_write_tokens,
+            service_tier=fields.service_tier,
+            system_fingerprint=fields.system_fingerprint,
             finish_reason=fields.finish_reason,
             text="".join(fields.text) if fields.text is not None else None,
             tool_calls=fields.tool_calls,
@@ -139,10 +135,15 @@ def _failure(
     base = {**base, "model": requested}
     if record.status is not None and record.status >= 400:
         # An error page (HTML, plain text) is the provider's answer, not a parser failure.
-        snippet = record.body[:200].decode("utf-8", errors="replace").strip()
-        return Derived(**base, provider_error=f"HTTP {record.status}: {snippet}"[:300])
+        return Derived(**base, provider_error=_status_text(record))
     message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
     return Derived(**base, parse_error=message)
+
+
+def _status_text(record: Record) -> str:
+    """``HTTP <status>: <the body's first bytes>``, for an error no parser reads."""
+    snippet = record.body[:200].decode("utf-8", errors="replace").strip()
+    return f"HTTP {record.status}: {snippet}"[:300]
 
 
 def derive_all(records: Sequence[Record], *, with_request_model: bool = False) -> list[Derived]:

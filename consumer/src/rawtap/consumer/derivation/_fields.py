@@ -24,6 +24,9 @@ class Fields:
     output_tokens: int | None = None
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    service_tier: str | None = None
+    system_fingerprint: str | None = None
     finish_reason: str | None = None
     text: list[str] | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
@@ -58,9 +61,16 @@ class Parser:
     """Lower-case provider names that speak the format (the last resort): those whose entry in
     :data:`rawtap.shared.PROVIDERS` names this format, with their aliases."""
     operation: str
-    """The GenAI operation of a call in this format (``gen_ai.operation.name``)."""
+    """The GenAI operation of a call in this format (``gen_ai.operation.name``) when the URL
+    does not name one."""
     read_json: Callable[[Any, Fields, int | None], None]
     read_stream: Callable[[list[SseEvent], Body, Fields], None]
+    input_excludes_cache: bool = False
+    """The format's input count leaves out cache reads and writes (Anthropic): the GenAI
+    conventions' ``gen_ai.usage.input_tokens`` adds them."""
+    output_excludes_reasoning: bool = False
+    """The format's output count leaves out reasoning tokens (Gemini's thoughts): the
+    conventions' ``gen_ai.usage.output_tokens`` adds them."""
 
 
 def as_dict(value: Any) -> dict[str, Any]:

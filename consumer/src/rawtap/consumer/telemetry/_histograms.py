@@ -44,8 +44,9 @@ _OVERFLOW_KEY = ("\x00overflow",)
 
 Stream = tuple[str, str, str, Sequence[float]]
 """A histogram: name, unit, description, bucket boundaries."""
-Measurement = tuple[int, tuple[Any, ...], dict[str, Any], float | int]
-"""(stream index, attribute key, attributes, value) of one recorded value."""
+Measurement = tuple[int, tuple[Any, ...], dict[str, Any], float | int | tuple[float, ...]]
+"""(stream index, attribute key, attributes, value) of one recorded value, or of a run of values
+in one attribute set (a tuple: a stream's time per output chunk), recorded in order."""
 
 
 class _State:
@@ -79,6 +80,9 @@ class HistogramStore:
             states = self._states
             streams = self.streams
             for index, key, attributes, value in measurements:
+                if isinstance(value, tuple):
+                    self._add_run(index, key, attributes, value)
+                    continue
                 if value < 0 or not math.isfinite(value):
                     continue
                 by_key = states[index]
@@ -92,6 +96,29 @@ class HistogramStore:
                 state.min = min(state.min, value)
                 state.max = max(state.max, value)
                 state.buckets[bisect_left(bounds, value)] += 1
+
+    def _add_run(
+        self, index: int, key: tuple[Any, ...], attributes: dict[str, Any], run: tuple[float, ...]
+    ) -> None:
+        """A run of values of one attribute set, as that many single values (lock held)."""
+        values = [v for v in run if v >= 0 and math.isfinite(v)]
+        if not values:
+            return
+        by_key = self._states[index]
+        state = by_key.get(key)
+        if state is None:
+            state = self._new(by_key, key, attributes)
+        bounds = self.streams[index][3]
+        if state.buckets is None:
+            state.buckets = [0] * (len(bounds) + 1)
+        buckets = state.buckets
+        total = state.sum
+        for value in values:  # one addition at a time, as the SDK adds (not sum()'s algorithm)
+            total += value
+            buckets[bisect_left(bounds, value)] += 1
+        state.sum = total
+        state.min = min(state.min, *values)
+        state.max = max(state.max, *values)
 
     def _new(
         self, by_key: dict[tuple[Any, ...], _State], key: tuple[Any, ...], attrs: dict[str, Any]

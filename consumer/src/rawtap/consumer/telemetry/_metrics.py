@@ -45,6 +45,9 @@ RECORD_HISTOGRAMS: list[Stream] = [  # in the order of _measure's stream indexes
      "Time from the request to the first chunk carrying output (streams).", _DURATION_BUCKETS),
     ("rawtap.record.capture_to_persist.duration", "s",
      "From the producer finishing a record to its commit in the sink.", _PIPELINE_BUCKETS),
+    ("gen_ai.client.operation.time_per_output_chunk", "s",
+     "Time per output chunk: for each chunk after the first one carrying output, the time "
+     "since the chunk before it (streams).", _DURATION_BUCKETS),
 ]  # fmt: skip
 """The per-record histograms: name, unit, description, advised bucket boundaries."""
 
@@ -260,7 +263,11 @@ class Metrics:
             return
         histograms = self._record_histograms
         for index, _key, attributes, value in measurements:
-            histograms[index].record(value, attributes)
+            if isinstance(value, tuple):  # a run of values (time per output chunk)
+                for one in value:
+                    histograms[index].record(one, attributes)
+            else:
+                histograms[index].record(value, attributes)
 
     def batch(self, entries: int, started_ns: int, attributes: dict[str, Any]) -> int:
         """Entries consumed and the time the batch took, by stream and group; returns its end."""

@@ -99,7 +99,7 @@ class RecordSpan:
         self.dropped = 0
         name = f"{operation} {request_model}" if operation and request_model else None
         self.name = name or operation or f"{record.method or 'call'} {record.provider}"
-        self.attributes: Any = {**attributes, **record_attributes(record, fields)}
+        self.attributes: Any = {**attributes, **record_attributes(record, fields, gen_ai)}
         root_trace, self.span_id = record_span_ids(record.record_id)
         self.parent = parent
         self.trace_id = parent.trace_id if parent is not None else root_trace

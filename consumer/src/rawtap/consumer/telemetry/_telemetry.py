@@ -27,7 +27,7 @@ from rawtap.consumer.telemetry._config import (
     otel_configured,
 )
 from rawtap.consumer.telemetry._export import span_processor
-from rawtap.consumer.telemetry._genai import gen_ai_attributes
+from rawtap.consumer.telemetry._genai import gen_ai_attributes, latest_only
 from rawtap.consumer.telemetry._histograms import MergingMetricExporter
 from rawtap.consumer.telemetry._metrics import Metrics
 from rawtap.consumer.telemetry._spans import SCOPE, Spans
@@ -44,7 +44,9 @@ class WorkerTelemetry:
     ``OTEL_*`` variables, or a disabled instance (every method returns at once)
     when telemetry is off. Tests pass in-memory processors and readers.
     ``close()`` flushes and shuts the providers down within
-    ``telemetry_flush_timeout_s``; it is idempotent.
+    ``telemetry_flush_timeout_s``; it is idempotent. ``OTEL_SEMCONV_STABILITY_OPT_IN`` is
+    read once, here: ``gen_ai_latest_experimental`` in it drops the deprecated
+    ``gen_ai.system`` (:mod:`._genai`).
     """
 
     def __init__(
@@ -62,6 +64,8 @@ class WorkerTelemetry:
         self.span_processors = list(span_processors)
         self.metric_readers = list(metric_readers)
         self._closed = False
+        # OTEL_SEMCONV_STABILITY_OPT_IN is read once, as instrumentations read it at start.
+        self._system = not latest_only(os.environ)
         self._log = LogOnce(logger)
         self._spans = Spans(span_processors, self.resource)
         self._processor = self._spans.processor
@@ -144,7 +148,8 @@ class WorkerTelemetry:
 
     def _batch(self, batch: CommittedBatch) -> None:
         persisted_ns = time.time_ns()
-        gen_ais = [gen_ai_attributes(record, fields) for record, fields in batch.stored]
+        system = self._system
+        gen_ais = [gen_ai_attributes(r, f, system=system) for r, f in batch.stored]
         spans = self._spans.record_spans(batch.stored, gen_ais) if self._spans.enabled else []
         if self._metrics.recording:
             self._metrics.records(batch.stored, gen_ais, persisted_ns)

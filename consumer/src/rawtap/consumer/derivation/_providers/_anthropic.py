@@ -28,6 +28,8 @@ def _anthropic_usage(usage: Any, f: Fields) -> None:
         f.output_tokens = as_int(usage["output_tokens"])
     if as_int(usage.get("cache_read_input_tokens")) is not None:
         f.cached_tokens = as_int(usage["cache_read_input_tokens"])
+    if as_int(usage.get("cache_creation_input_tokens")) is not None:
+        f.cache_write_tokens = as_int(usage["cache_creation_input_tokens"])
 
 
 def _anthropic_json(doc: Any, f: Fields) -> None:
@@ -148,4 +150,5 @@ PARSER = Parser(
     operation="chat",
     read_json=lambda d, f, _o: _anthropic_json(d, f),
     read_stream=_anthropic_stream,
+    input_excludes_cache=True,  # input_tokens + cache_read + cache_creation is the whole prompt
 )

@@ -89,4 +89,5 @@ PARSER = Parser(
     operation="generate_content",
     read_json=_gemini_json,
     read_stream=_gemini_stream,
+    output_excludes_reasoning=True,  # candidatesTokenCount leaves out thoughtsTokenCount
 )

@@ -18,7 +18,8 @@ from rawtap.consumer.derivation._sse import SseEvent
 from rawtap.shared import names_read_as
 
 
-def _chat_usage(usage: Any, f: Fields) -> None:
+def chat_usage(usage: Any, f: Fields) -> None:
+    """Chat-style ``usage``: prompt, completion, cached and reasoning tokens."""
     usage = as_dict(usage)
     if not usage:
         return
@@ -28,6 +29,16 @@ def _chat_usage(usage: Any, f: Fields) -> None:
     f.reasoning_tokens = as_int(
         as_dict(usage.get("completion_tokens_details")).get("reasoning_tokens")
     )
+
+
+def backend(doc: dict[str, Any], f: Fields) -> None:
+    """The response's ``service_tier`` and ``system_fingerprint``, when it states them."""
+    tier = doc.get("service_tier")
+    if isinstance(tier, str):
+        f.service_tier = tier
+    fingerprint = doc.get("system_fingerprint")
+    if isinstance(fingerprint, str):
+        f.system_fingerprint = fingerprint
 
 
 def _first_choice(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -48,7 +59,8 @@ def _chat_json(doc: Any, f: Fields) -> None:
     f.seen = True
     f.model = as_str(doc.get("model")) or f.model
     f.response_id = as_str(doc.get("id"))
-    _chat_usage(doc.get("usage"), f)
+    backend(doc, f)
+    chat_usage(doc.get("usage"), f)
     choice = _first_choice(doc)
     if choice is None:
         return
@@ -94,8 +106,9 @@ def _chat_stream(events: list[SseEvent], body: Body, f: Fields) -> None:
         f.seen = True
         f.model = f.model if f.model and "model" not in doc else as_str(doc.get("model")) or f.model
         f.response_id = f.response_id or as_str(doc.get("id"))
+        backend(doc, f)
         if doc.get("usage"):
-            _chat_usage(doc["usage"], f)
+            chat_usage(doc["usage"], f)
         choice = _first_choice(doc)
         if choice is None:
             continue

@@ -26,6 +26,8 @@ def _response_object(resp: Any, f: Fields) -> None:
     f.seen = True
     f.model = as_str(resp.get("model")) or f.model
     f.response_id = as_str(resp.get("id")) or f.response_id
+    if isinstance(resp.get("service_tier"), str):
+        f.service_tier = resp["service_tier"]
     incomplete = as_dict(resp.get("incomplete_details"))
     f.finish_reason = as_str(incomplete.get("reason")) or as_str(resp.get("status"))
     if resp.get("error"):
