@@ -45,6 +45,7 @@ HOSTILE = (
 )
 HOSTILE_SESSION = "<script>window.__pwned=4</script>"
 BINARY = bytes(range(256)) * 4
+BIG = b'{"id": "big", "text": "' + b"big " * 900_000 + b'"}'
 OPENAI_CHAT = "https://api.openai.com/v1/chat/completions"
 ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - the bind the token test needs
 
@@ -59,6 +60,7 @@ class Filled:
     hostile_id: str
     binary_id: str
     retried: list[str]
+    big_id: str
 
 
 def _chat_body(text: str) -> bytes:
@@ -141,12 +143,13 @@ def _fill(url: str, redis_url: str) -> Filled:
                     session_id=HOSTILE_SESSION, status=200, url=OPENAI_CHAT + "?q=<script>",
                     response_headers=[("content-type", "text/html"), ("x-evil", "<script>window.__pwned=5</script>")],
                 )  # fmt: skip
+                assert recorder.record("openai", BIG, url=OPENAI_CHAT, status=200, method="POST")
                 assert recorder.record(
                     "anthropic", BINARY, status=200,
                     response_headers=[("content-type", "application/octet-stream")],
                 )  # fmt: skip
                 recorder.flush()
-                expected = len(fake.exchanges) + 3
+                expected = len(fake.exchanges) + 4
                 drain(store, recorder.producer_id, expected)
             records = {r.record_id: r for r, _ in store.iter_stored(recorder.producer_id)}
     finally:
@@ -163,7 +166,7 @@ def _fill(url: str, redis_url: str) -> Filled:
             calls.setdefault(r.call_id, []).append(r.record_id)
     retried = next(ids for ids in calls.values() if len(ids) > 1)
     rare = next(i for i, r in records.items() if RARE_WORD.encode() in r.body)
-    return Filled(url, records, rare, by_body[HOSTILE], by_body[BINARY], retried)
+    return Filled(url, records, rare, by_body[HOSTILE], by_body[BINARY], retried, by_body[BIG])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -454,3 +457,67 @@ def test_the_copied_commands_run(page: Page, filled: Filled, console_url: str) -
             filled.rare_id
         ]
         assert store.count_matching(RecordQuery(record_id=filled.rare_id[:-1])) == 0  # whole id
+
+
+def test_a_request_from_another_sites_page_is_refused(filled: Filled, console_url: str) -> None:
+    image = {"sec-fetch-site": "cross-site", "sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"}
+    for path in ("overview?since=100000w", "calls", "call/body?decoded=1&id=" + filled.rare_id):
+        refused = httpx.get(console_url + path, headers=image)
+        assert refused.status_code == 403, path
+        assert "script-src 'self'" in refused.headers["content-security-policy"]
+    link = {
+        "sec-fetch-site": "cross-site",
+        "sec-fetch-mode": "navigate",
+        "sec-fetch-dest": "document",
+    }
+    assert httpx.get(console_url + "calls", headers=link).status_code == 200
+
+
+def test_absurd_filters_answer_with_a_page(filled: Filled, console_url: str) -> None:
+    for path in (
+        "calls?since=10000000d", "calls?until=10000000w", "overview?since=100000w",
+        "overview?since=1" + "0" * 400 + "d", "calls?status=999", "calls?before=" + "9" * 30 + ":x",
+        "calls?before=-5:%0A", "call?id=%00", "session?id=%00", "calls?q=%00%00",
+    ):  # fmt: skip
+        got = httpx.get(console_url + path)
+        assert got.status_code in (200, 404), (path, got.status_code, got.text[:300])
+        assert "content-security-policy" in got.headers
+
+
+def test_a_big_body_costs_the_page_its_display_limit(filled: Filled, console_url: str) -> None:
+    from rawtap.consumer.console._body import DISPLAY_LIMIT
+
+    record = filled.records[filled.big_id]
+    assert len(record.body) > 3 * DISPLAY_LIMIT
+    page = httpx.get(console_url + "call", params={"id": filled.big_id})
+    assert page.status_code == 200
+    assert len(page.content) < 2.5 * DISPLAY_LIMIT  # pretty and raw views, each cut
+    assert b"Only the first 1,048,576 decoded bytes are shown" in page.content
+    download = httpx.get(console_url + "call/body", params={"id": filled.big_id})
+    assert download.content == record.body
+
+
+def test_a_token_file_keeps_the_token_out_of_ps_and_environ(filled: Filled, tmp_path: Path) -> None:
+    token = "file-" + uuid.uuid4().hex
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    with running_console(
+        filled.url, "--host", "127.0.0.1", "--token-file", str(token_file)
+    ) as console:
+        pid = console.process.pid
+        for name in ("cmdline", "environ"):
+            assert token.encode() not in Path(f"/proc/{pid}/{name}").read_bytes(), name
+        assert httpx.get(console.url + "calls").status_code == 401
+        assert (
+            httpx.get(
+                console.url + "calls", headers={"authorization": f"Bearer {token}"}
+            ).status_code
+            == 200
+        )
+
+
+def test_an_ipv6_bind_prints_a_url_that_opens(filled: Filled) -> None:
+    with running_console(filled.url, "--host", "::1") as console:
+        assert console.url.startswith("http://[::1]:")
+        assert httpx.get(console.url + "calls").status_code == 200

@@ -261,3 +261,125 @@ def test_docs_list_every_console_option_with_its_default() -> None:
     for name, param in options.items():
         if param.default not in (None, [], ()) and name != "--sink":
             assert f"`{param.default}`" in rows[name], name
+
+
+def test_an_uncompressed_body_is_cut_to_the_display_limit() -> None:
+    body = b'{"text": "' + b"x" * (DISPLAY_LIMIT * 3) + b'"}'
+    view = body_view(body, content_encoding=None, content_type="application/json", stream=False)
+    assert len(view.raw) == DISPLAY_LIMIT
+    assert len(view.pretty) <= DISPLAY_LIMIT
+    assert any("Only the first" in n for n in view.notes)
+    events = b"data: {}\n\n" * (DISPLAY_LIMIT // 5)
+    sse_view = body_view(
+        events, content_encoding=None, content_type="text/event-stream", stream=True
+    )
+    assert len(sse_view.raw) == DISPLAY_LIMIT
+
+
+def test_json_nested_too_deep_to_indent_is_shown_as_text() -> None:
+    deep = b"[" * 600 + b"]" * 600
+    view = body_view(deep, content_encoding=None, content_type="application/json", stream=False)
+    assert view.kind == "text"
+    assert view.raw == deep.decode()
+    events, _ = sse_events(b"data: " + deep + b"\n\n")
+    assert events[0].data == deep.decode()
+
+
+def test_a_range_of_any_length_has_at_most_48_buckets() -> None:
+    from rawtap.consumer.console._overview import BUCKETS, bucket_seconds
+    from rawtap.consumer.read import parse_time
+
+    for span_s in (1.0, 3600.0, 86400.0 * 365, 86400.0 * 365 * 580):
+        assert span_s / bucket_seconds(span_s) <= BUCKETS
+    since = parse_time("10000000d")  # clamped to the 64-bit start, not an overflow
+    ov = build_overview([_fact(10**18)], since, 10**18 + 1)
+    assert len(ov.charts[0].x_axis.ticks) <= BUCKETS + 1
+    assert all(len(c.bars) <= BUCKETS + 1 for c in ov.charts[:3])
+
+
+def test_durations_too_long_are_clamped_or_refused() -> None:
+    from rawtap.consumer.read import parse_time
+    from rawtap.shared import parse_duration
+
+    assert parse_time("10000000w") == -(2**63)
+    with pytest.raises(ConfigError, match="too long"):
+        parse_duration("1" + "0" * 400 + "d")
+    f = parse_filters({"since": "1" + "0" * 400 + "d", "until": "10000000d"})
+    assert len(f.problems) == 1
+    assert f.query.until_ns == -(2**63)
+
+
+def test_requests_from_other_sites_pages_are_refused() -> None:
+    from rawtap.consumer.console._guard import cross_site
+
+    def h(site: str, mode: str, dest: str) -> dict[str, str]:
+        return {"sec-fetch-site": site, "sec-fetch-mode": mode, "sec-fetch-dest": dest}
+
+    assert cross_site(h("cross-site", "no-cors", "image"))
+    assert cross_site(h("cross-site", "cors", "empty"))
+    assert cross_site(h("cross-site", "navigate", "iframe"))
+    assert not cross_site(h("cross-site", "navigate", "document"))  # following a link
+    assert not cross_site(h("same-origin", "cors", "empty"))
+    assert not cross_site(h("none", "navigate", "document"))  # typed in the address bar
+    assert not cross_site({})  # curl, scripts: no Sec-Fetch headers
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("localhost:8600", "localhost"),
+        ("[::1]:8600", "::1"),
+        ("[::1]", "::1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("[::1]evil.example", ""),
+        ("localhost:80x", ""),
+        ("a:b:c", "a:b:c"),
+    ],
+)
+def test_host_headers_are_parsed_strictly(header: str, name: str) -> None:
+    from rawtap.consumer.console._guard import _host_name
+
+    assert _host_name(header) == name
+
+
+def test_cursors_keep_ids_with_line_ends() -> None:
+    assert parse_cursor(cursor(5, "a\nb\n")) == (5, "a\nb\n")
+    assert parse_cursor("1" * 25 + ":x") is None  # beyond 64 bits
+
+
+def test_an_unexpected_failure_is_a_page_with_the_security_headers(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from starlette.testclient import TestClient
+
+    from rawtap.consumer import open_sink
+    from rawtap.consumer.console import ConsoleSettings, create_app
+    from rawtap.consumer.store import RecordQuery, RecordSummary, SqliteSink
+
+    class Failing(SqliteSink):
+        """A real store whose listing breaks in a way no handler names."""
+
+        def summaries(
+            self,
+            query: RecordQuery,
+            limit: int = 50,
+            newest_first: bool = True,
+            after: tuple[int, str] | None = None,
+        ) -> list[RecordSummary]:
+            raise RuntimeError("<script>boom</script>")
+
+    assert isinstance(tmp_path, Path)
+    url = f"sqlite:///{tmp_path}/s.db"
+    open_sink(url).close()
+    store = Failing.from_url(url, migrate=False, read_only=True)
+    try:
+        client = TestClient(
+            create_app(store, ConsoleSettings(sink_url=url)), raise_server_exceptions=False
+        )
+        got = client.get("/calls", headers={"host": "127.0.0.1"})
+    finally:
+        store.close()
+    assert got.status_code == 500
+    assert "script-src 'self'" in got.headers["content-security-policy"]
+    assert "&lt;script&gt;boom" in got.text
+    assert "<script>boom" not in got.text

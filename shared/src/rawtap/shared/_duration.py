@@ -1,5 +1,6 @@
 """Durations as people write them: ``30d``, ``12h``, ``90m``, ``45s``, ``2w``."""
 
+import math
 import re
 
 from rawtap.shared._errors import ConfigError
@@ -21,4 +22,6 @@ def parse_duration(text: str) -> float:
     seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
     if seconds <= 0:
         raise ConfigError(f"bad duration {text!r}: must be greater than zero")
+    if not math.isfinite(seconds):
+        raise ConfigError(f"bad duration {text!r}: too long to count")
     return seconds

@@ -1,7 +1,7 @@
 """``rawtap console``: the web console over a store, read-only, on loopback by default."""
 
-import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,6 +38,14 @@ def console(
             help=f"Asked of every request (Bearer, or basic auth's password); also ${TOKEN_ENV}.",
         ),
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            show_default="none",
+            help="Read the token from this file (kept out of ps and the environment).",
+        ),
+    ] = None,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -66,6 +74,10 @@ def console(
         serve,
     )
 
+    if token_file is not None:
+        if token:
+            raise ConfigError("give the token with --token or --token-file, not both")
+        token = _read_token(token_file)
     check_bind(host, token or None)
     template = None
     if trace_url.strip().lower() != "none":
@@ -85,12 +97,33 @@ def console(
             sock = bind(host, port)
         except OSError as e:
             raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
-        shown = f"[{host}]" if ":" in host else host
-        print(
-            f"rawtap console: http://{shown}:{sock.getsockname()[1]}/ "
-            f"(store {display_url(url)}, read-only{', token required' if token else ''})",
-            flush=True,
-        )
-        os.environ.pop(TOKEN_ENV, None)
+        notes = [f"store {display_url(url)}", "read-only"]
+        if token:
+            notes.append("token required")
+        if host.strip("[]") in WILDCARDS:
+            notes.append(f"listening on all interfaces ({host})")
+        url_shown = _browse_url(host, sock.getsockname()[1])
+        print(f"rawtap console: {url_shown} ({', '.join(notes)})", flush=True)
         serve(create_app(store, settings), sock)
         sys.stdout.flush()
+
+
+WILDCARDS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - names of binds, not a bind
+
+
+def _browse_url(host: str, port: int) -> str:
+    """The URL to open: a wildcard bind is reached on loopback; IPv6 in brackets."""
+    name = host.strip().strip("[]")
+    if name in WILDCARDS:
+        name = "127.0.0.1" if name == "0.0.0.0" else "::1"  # noqa: S104
+    return f"http://[{name}]:{port}/" if ":" in name else f"http://{name}:{port}/"
+
+
+def _read_token(path: Path) -> str:
+    """The token in ``path`` (its first line, without the line end)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the token file {str(path)!r}: {e}") from e
+    lines = text.splitlines()
+    return lines[0].strip() if lines else ""

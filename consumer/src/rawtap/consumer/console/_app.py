@@ -5,11 +5,11 @@ from collections.abc import Callable
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from rawtap.consumer.console._guard import Guard
 from rawtap.consumer.console._render import STATIC, templates
@@ -19,8 +19,12 @@ from rawtap.consumer.store import SinkError, Store
 from rawtap.shared import CodecError, scrub_text
 
 
-def create_app(store: Store, settings: ConsoleSettings) -> Starlette:
-    """The console over ``store`` (which the caller opened read-only and closes)."""
+def create_app(store: Store, settings: ConsoleSettings) -> ASGIApp:
+    """The console over ``store`` (which the caller opened read-only and closes).
+
+    :class:`Guard` wraps everything, Starlette's own error responses included, so
+    no response leaves without the token check and the security headers.
+    """
     views = Views(store, settings)
     pages = templates()
 
@@ -49,15 +53,16 @@ def create_app(store: Store, settings: ConsoleSettings) -> Starlette:
         Route("/healthz", views.health),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
-        middleware=[Middleware(Guard, token=settings.token, hosts=settings.hosts)],
         exception_handlers={
             NotFound: problem(404, "Not found"),
             CodecError: problem(500, "The stored row is not a readable record"),
             SinkError: problem(503, "The store did not answer"),
+            Exception: problem(500, "The console failed on this page"),
         },
     )
+    return Guard(app, token=settings.token, hosts=settings.hosts)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -71,7 +76,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: Starlette, sock: socket.socket) -> None:
+def serve(app: ASGIApp, sock: socket.socket) -> None:
     """Serve ``app`` on ``sock`` until SIGINT/SIGTERM."""
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])

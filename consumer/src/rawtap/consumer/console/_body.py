@@ -68,7 +68,7 @@ def _pretty_json(data: bytes) -> str | None:
         return None
     try:
         return orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2).decode()
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # not JSON, or nested too deep
         return None
 
 
@@ -78,7 +78,7 @@ def _compact_json(data: bytes) -> str | None:
         return None
     try:
         return orjson.dumps(orjson.loads(data)).decode()
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         return None
 
 
@@ -133,10 +133,12 @@ def body_view(
         data, whole = decode_bounded(body, content_encoding, limit)
     except BodyDecodeError as e:
         notes.append(f"The body cannot be decoded ({e}); shown as the bytes stored.")
-        data, whole = body[:limit], len(body) <= limit
+        data, whole = body, True
     else:
         if content_encoding and data is not body:
             notes.append(f"Decoded from {content_encoding} ({len(body):,} bytes stored).")
+    if len(data) > limit:  # no encoding (or none undone): the body itself is cut
+        data, whole = data[:limit], False
     if not whole:
         notes.append(f"Only the first {limit:,} decoded bytes are shown; download the body.")
     try:

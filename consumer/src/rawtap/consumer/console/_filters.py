@@ -23,7 +23,7 @@ FIELDS = (
 
 _T = TypeVar("_T")
 _STATUS = re.compile(r"^([1-5])xx$|^(\d{3})$")
-_CURSOR = re.compile(r"^(-?\d{1,20}):(.+)$")
+_CURSOR = re.compile(r"(-?\d{1,19}):(.+)", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,5 +112,5 @@ def cursor(started_at_ns: int, record_id: str) -> str:
 
 def parse_cursor(text: str | None) -> tuple[int, str] | None:
     """The (started_at_ns, record_id) of a ``before`` parameter; None if absent or malformed."""
-    m = _CURSOR.match(text or "")
+    m = _CURSOR.fullmatch(text or "")
     return (int(m.group(1)), m.group(2)) if m else None

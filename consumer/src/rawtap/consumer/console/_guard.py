@@ -7,13 +7,17 @@ token as the password, which a browser asks for). Every response carries
 headers that keep an attacker-controlled body inert: a Content-Security-Policy
 that runs only the console's own script file, ``nosniff``, no framing, no
 caching. The ``Host`` header is checked against the names the console answers
-to, so a web page that rebinds its DNS name to 127.0.0.1 cannot read it.
+to, so a web page that rebinds its DNS name to 127.0.0.1 cannot read it; and a
+request another site's page makes (an ``<img>``, a ``fetch``, a frame) is
+refused by its ``Sec-Fetch-*`` headers, so no page can keep the console busy
+behind the user's back. Following a link to the console still works.
 """
 
 import base64
 import binascii
 import hmac
 import ipaddress
+import re
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +39,7 @@ SECURITY_HEADERS = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
 )
+_PORT = re.compile(r":\d{1,5}")
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - names, not a bind
 """Binds to every interface: a Host header can then be any name the machine has."""
@@ -71,10 +76,23 @@ def allowed_hosts(bind: str, extra: Iterable[str]) -> frozenset[str] | None:
 
 
 def _host_name(value: str) -> str:
+    """The name of a Host header without its port ("" when malformed)."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1 : value.find("]")] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+        name, bracket, rest = value[1:].partition("]")
+        return name if bracket and (not rest or _PORT.fullmatch(rest)) else ""
+    if value.count(":") == 1:
+        name, port = value.split(":")
+        return name if _PORT.fullmatch(":" + port) else ""
+    return value
+
+
+def cross_site(headers: dict[str, str]) -> bool:
+    """True for a request another site's page made, other than following a link to a page."""
+    if headers.get("sec-fetch-site", "").lower() != "cross-site":
+        return False
+    navigating = headers.get("sec-fetch-mode", "").lower() == "navigate"
+    return not (navigating and headers.get("sec-fetch-dest", "document").lower() == "document")
 
 
 def token_matches(header: str, token: str) -> bool:
@@ -116,6 +134,9 @@ class Guard:
 
         if self.hosts is not None and _host_name(headers.get("host", "")) not in self.hosts:
             await _plain(secured, 400, "unknown Host header; start the console with --allowed-host")
+            return
+        if cross_site(headers):
+            await _plain(secured, 403, "refused: a request made by another site's page")
             return
         if self.token and not token_matches(headers.get("authorization", ""), self.token):
             await _plain(

@@ -24,7 +24,11 @@ _FAILED_STATES = frozenset({"error", "transport_error"})
 
 
 def is_error(fact: CallFacts) -> bool:
-    """A call that failed: an HTTP status of 400 or more, or no whole response."""
+    """A call that failed: an HTTP status of 400 or more, or the exchange failed.
+
+    ``error`` (the body broke off) and ``transport_error`` (no response) count; a
+    stream the caller stopped (``closed_early``, ``cancelled``, ``abandoned``) does not.
+    """
     return (fact.status is not None and fact.status >= 400) or fact.end_state in _FAILED_STATES
 
 
@@ -37,8 +41,15 @@ def percentile(sorted_values: Sequence[float], share: float) -> float | None:
 
 
 def bucket_seconds(span_s: float) -> int:
-    """A round bucket width giving about :data:`BUCKETS` buckets over ``span_s``."""
-    return next((s for s in _STEPS_S if span_s / s <= BUCKETS), _STEPS_S[-1])
+    """A round bucket width giving at most :data:`BUCKETS` buckets over ``span_s``.
+
+    Past a week a bucket, whole weeks: a range of a century is still 48 buckets.
+    """
+    step = next((s for s in _STEPS_S if span_s / s <= BUCKETS), None)
+    if step is not None:
+        return step
+    week = _STEPS_S[-1]
+    return int(-(-span_s // (BUCKETS * week)) * week)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +94,10 @@ def _labels(first_ns: int, step_ns: int, count: int, bucket_s: int) -> list[str]
     out = []
     for i in range(count):
         t = time.gmtime((first_ns + i * step_ns) // 1_000_000_000)
-        out.append(time.strftime("%b %d" if bucket_s >= 86400 else "%b %d %H:%M", t))
+        form = (
+            "%Y-%m-%d" if bucket_s >= 7 * 86400 else "%b %d" if bucket_s >= 86400 else "%b %d %H:%M"
+        )
+        out.append(time.strftime(form, t))
     return out
 
 

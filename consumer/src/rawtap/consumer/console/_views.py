@@ -6,6 +6,7 @@ stores' drivers are synchronous; the store serialises its own connection.
 
 import re
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -24,8 +25,11 @@ from rawtap.consumer.console._traces import trace_link
 from rawtap.consumer.store import RecordQuery, RecordSummary, SinkError, Store, StoredRecord
 from rawtap.shared import BodyDecodeError, CodecError, decode_bounded
 
-DOWNLOAD_LIMIT = 256 << 20
+DOWNLOAD_LIMIT = 64 << 20
 """Decoded bytes a download gives at most (a compression bomb stops there)."""
+
+DECODING_AT_ONCE = 2
+"""Decoded downloads served at once (each may hold :data:`DOWNLOAD_LIMIT` bytes); more get 503."""
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -50,6 +54,7 @@ class Views:
         self.store = store
         self.settings = settings
         self.templates = templates()
+        self._decoding = threading.BoundedSemaphore(DECODING_AT_ONCE)
 
     def _render(
         self, request: Request, name: str, status: int = 200, **context: object
@@ -85,7 +90,8 @@ class Views:
 
     def _stored(self, request: Request) -> StoredRecord:
         record_id = request.query_params.get("id", "")
-        stored = self.store.get_stored(record_id) if record_id else None
+        # No store holds a NUL in an id (PostgreSQL cannot even be asked).
+        stored = self.store.get_stored(record_id) if record_id and "\x00" not in record_id else None
         if stored is None:
             raise NotFound(f"no record with id {record_id!r}")
         return stored
@@ -117,6 +123,7 @@ class Views:
             else []
         )
         sink = shlex.quote(self.settings.sink_url)
+        hidden = "***" in self.settings.sink_url
         rid = shlex.quote(r.record_id)
         commands = [
             ("show", f"rawtap show {rid} --sink {sink}"),
@@ -136,6 +143,7 @@ class Views:
             trace=trace_link(self.settings.trace_url, r.traceparent),
             end_state_text=explain_end_state(r.end_state.value),
             commands=commands,
+            password_hidden=hidden,
         )
 
     def body(self, request: Request) -> Response:
@@ -152,10 +160,17 @@ class Views:
             part, data, encoding = "response", r.body, r.header("content-encoding")
         suffix = "bin"
         if request.query_params.get("decoded") and encoding:
+            if not self._decoding.acquire(blocking=False):
+                return Response(
+                    "busy decoding other downloads; try again\n", status_code=503,
+                    media_type="text/plain", headers={"retry-after": "1"},
+                )  # fmt: skip
             try:
                 data, whole = decode_bounded(data, encoding, DOWNLOAD_LIMIT)
             except BodyDecodeError as e:
                 return Response(f"{e}\n", status_code=422, media_type="text/plain")
+            finally:
+                self._decoding.release()
             if not whole:
                 return Response(
                     f"the decoded body is over {DOWNLOAD_LIMIT:,} bytes; download it as stored\n",

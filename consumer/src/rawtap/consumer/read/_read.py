@@ -35,7 +35,9 @@ def parse_time(text: str, now_ns: int | None = None) -> int:
     now = datetime.now(UTC).timestamp() * 1e9 if now_ns is None else now_ns
     value = text.strip()
     if value and value[-1].lower() in "smhdw" and value[:-1].replace(".", "", 1).isdigit():
-        return int(now - parse_duration(value) * 1e9)
+        # A duration longer than the clock reaches back is "the beginning": clamped like
+        # dates past 2262, so no store is handed an integer beyond 64 bits.
+        return clamp_i64(int(now - parse_duration(value) * 1e9))
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as e:
