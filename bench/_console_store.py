@@ -17,8 +17,12 @@ after one warm-up run): the first page, a page deep in the store via ``after``, 
 filter, text searches, ``call_facts``, ``facets``, ``get_stored`` and a ``call_id``
 lookup.
 
+:func:`measure_write_cost` is what schema 5 costs a write (the search index, the
+``call_id`` index, the filter indexes), through ``Sink.write`` into fresh stores.
+
 ``python -m bench._console_store URL N`` fills a store then measures it;
-``python -m bench._console_store URL`` measures an existing one.
+``python -m bench._console_store URL`` measures an existing one;
+``python -m bench._console_store --write-cost [POSTGRES_URL]`` measures the write cost.
 """
 
 from __future__ import annotations
@@ -345,7 +349,12 @@ def _measure(store: Store) -> list[tuple[str, float]]:
 
 
 def main(argv: list[str]) -> None:
-    """``URL [N]``: fill (when N is given) then measure, printing a table."""
+    """``URL [N]``: fill (when N is given) then measure; ``--write-cost [POSTGRES_URL]``."""
+    if argv[0] == "--write-cost":
+        for kind, variant, rate, per_round in measure_write_cost(argv[1] if argv[1:] else None):
+            rounds = ", ".join(f"{r:,.0f}" for r in per_round)
+            print(f"{kind:10s} {rate:8,.0f} records/s  {variant}  ({rounds})")
+        return
     url = argv[0]
     if len(argv) > 1:
         started = time.perf_counter()
@@ -357,3 +366,90 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+# -- the write cost of schema 5 ------------------------------------------------------------
+
+_SQLITE_WITHOUT = {
+    "search": [
+        "DROP TRIGGER records_fts_insert",
+        "DROP TRIGGER records_fts_update",
+        "DROP TRIGGER records_fts_delete",
+    ],
+    "call_id index": ["DROP INDEX records_call"],
+    "filter indexes": [
+        "DROP INDEX records_service",
+        "DROP INDEX records_end_state",
+        "DROP INDEX records_status",
+        "DROP INDEX records_started",
+        "CREATE INDEX records_started ON records (started_at_ns)",
+    ],
+}
+_POSTGRES_WITHOUT = {
+    "search": ["ALTER TABLE records DROP COLUMN text_words"],
+    "call_id index": ["DROP INDEX records_call"],
+    "filter indexes": [
+        "DROP INDEX records_service",
+        "DROP INDEX records_end_state",
+        "DROP INDEX records_status",
+        "DROP INDEX records_started",
+        "CREATE INDEX records_started ON records (started_at)",
+    ],
+}
+WRITE_VARIANTS = (
+    ("schema 5", 0),
+    ("without search", 1),
+    ("without search, call_id index", 2),
+    ("without any index of 0005 (schema 4's indexes)", 3),
+)
+"""(name, how many of the removals above apply, in order)."""
+
+
+def measure_write_cost(
+    postgres_url: str | None, n: int = 20_000, rounds: int = 3, batch: int = 500
+) -> list[tuple[str, str, float, list[float]]]:
+    """(store, variant, median records/s, per round) of ``Sink.write`` into fresh stores.
+
+    The same pre-built records and derived fields, in batches of ``batch`` (the
+    worker's default), into schema 5 and into it with parts removed (the variants of
+    :data:`WRITE_VARIANTS`), interleaved round by round (A B C D, D C B A, …).
+    """
+    import tempfile
+    import uuid
+
+    import psycopg
+    import psycopg.sql
+
+    maker = _Maker(1, n, time.time_ns())
+    records = list(maker.records())
+    derived = [derive(r) for r in records]
+    stores = ["sqlite"] + (["postgresql"] if postgres_url else [])
+    rates: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="rawtap-bench-console-") as tmp:
+        for rnd in range(rounds):
+            order = list(WRITE_VARIANTS) if rnd % 2 == 0 else list(WRITE_VARIANTS)[::-1]
+            for kind in stores:
+                for name, removed in order:
+                    if kind == "sqlite":
+                        url = f"sqlite:///{tmp}/w{uuid.uuid4().hex}.db"
+                        removals = _SQLITE_WITHOUT
+                    else:
+                        assert postgres_url is not None
+                        schema = f"rawtap_bench_{uuid.uuid4().hex[:12]}"
+                        url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}schema={schema}"
+                        removals = _POSTGRES_WITHOUT
+                    with open_sink(url) as store:
+                        for part in list(removals)[:removed]:
+                            for statement in removals[part]:
+                                store.execute(statement)  # type: ignore[attr-defined]
+                        started = time.perf_counter()
+                        for i in range(0, n, batch):
+                            store.write(records[i : i + batch], 1, derived[i : i + batch])
+                        rates.setdefault((kind, name), []).append(
+                            n / (time.perf_counter() - started)
+                        )
+                    if kind == "postgresql" and postgres_url is not None:
+                        with psycopg.connect(postgres_url, autocommit=True) as conn:
+                            drop = psycopg.sql.SQL("DROP SCHEMA {} CASCADE")
+                            conn.execute(drop.format(psycopg.sql.Identifier(schema)))
+    return [(k, v, statistics.median(r), r) for (k, v), r in rates.items()]

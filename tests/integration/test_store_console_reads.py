@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import fields
+from dataclasses import FrozenInstanceError, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -333,6 +333,9 @@ def test_call_facts_are_the_newest_first_up_to_the_cap(store: Store) -> None:
         end_state="complete", ended_ns=6_000_000, ttft_ns=1_000_000, input_tokens=3,
         output_tokens=2, cached_tokens=None,
     )  # fmt: skip
+    assert type(facts[0]) is CallFacts
+    with pytest.raises(FrozenInstanceError):
+        facts[0].status = 500  # type: ignore[misc]
     assert len(store.call_facts(RecordQuery(provider="openai"))) == 7
     assert store.call_facts(RecordQuery(provider="gemini")) == []
     assert [f.started_at_ns for f in store.call_facts(RecordQuery(text="fact"), limit=2)] == [

@@ -26,7 +26,7 @@ from rawtap.consumer.store._rows import (
     STORED_COLUMNS,
     SUMMARY_COLUMNS,
     clamp_i64,
-    facts_from_row,
+    facts_from_rows,
     filter_text,
     safe_text,
     stored_from_row,
@@ -274,7 +274,7 @@ class SqlReads:
             f"SELECT {', '.join(CALL_FACTS_COLUMNS)} FROM records {where} "  # noqa: S608
             f"{order_by(self.dialect, True)} LIMIT ?"
         )
-        return [facts_from_row(r) for r in self._query(statement, [*params, limit])]
+        return facts_from_rows(self._query(statement, [*params, limit]))
 
     def facets(self, limit: int = 200) -> dict[str, list[str]]:
         """Distinct provider, model, service and end_state values, sorted, ``limit`` each."""

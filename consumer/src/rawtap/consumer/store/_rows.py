@@ -9,7 +9,8 @@ index entry over 2,704 bytes), so one odd record can never make a batch fail.
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import fields, make_dataclass
 from typing import Any
 
 import orjson
@@ -292,9 +293,23 @@ def summary_from_row(values: Sequence[Any]) -> RecordSummary:
     return RecordSummary(**row)
 
 
-def facts_from_row(values: Sequence[Any]) -> CallFacts:
-    """A :class:`CallFacts` from :data:`CALL_FACTS_COLUMNS` values."""
-    return CallFacts(*values)
+_FactsBuilder = make_dataclass(
+    "_FactsBuilder", [(f.name, f.type) for f in fields(CallFacts)], slots=True
+)
+"""CallFacts' twin without ``frozen``: the same slots, a plain ``__init__``."""
+
+
+def facts_from_rows(rows: Iterable[Sequence[Any]]) -> list[CallFacts]:
+    """:class:`CallFacts` from rows of :data:`CALL_FACTS_COLUMNS` values.
+
+    Built as the unfrozen twin, then made CallFacts (the same slots, so the same
+    layout): a frozen dataclass sets each field through ``object.__setattr__``, and
+    20,000 of them (``call_facts``' default) cost three times as much.
+    """
+    out = [_FactsBuilder(*row) for row in rows]
+    for facts in out:
+        facts.__class__ = CallFacts
+    return out
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredRecord:

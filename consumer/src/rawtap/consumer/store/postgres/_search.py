@@ -24,8 +24,23 @@ from dataclasses import replace
 from typing import Any
 
 from rawtap.consumer.store._dialect import Dialect
-from rawtap.consumer.store._reads import after_params, order_by, order_key, past_key, where_clause
-from rawtap.consumer.store._sink import RecordQuery
+from rawtap.consumer.store._reads import (
+    SqlReads,
+    after_params,
+    order_by,
+    order_key,
+    page_after,
+    past_key,
+    search_words,
+    where_clause,
+)
+from rawtap.consumer.store._rows import (
+    CALL_FACTS_COLUMNS,
+    SUMMARY_COLUMNS,
+    facts_from_rows,
+    summary_from_row,
+)
+from rawtap.consumer.store._sink import CallFacts, RecordQuery, RecordSummary
 
 WINDOW = 1_000
 """Candidates checked in the first window."""
@@ -39,6 +54,54 @@ MATCH = "text_words @@ to_tsquery('simple', ?)"
 
 Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 """Runs one read on the store: statement (``?`` placeholders bound), parameters → rows."""
+
+
+def tsquery(words: Sequence[str]) -> str:
+    """A ``to_tsquery`` text for ``words``: each a prefix (``word:*``), all required (``&``).
+
+    Words are runs of letters and digits, so none can be query syntax.
+    """
+    return " & ".join(f"{w}:*" for w in words)
+
+
+class TextSearchReads(SqlReads):
+    """The Store's reads, with pages of a text search read by :func:`text_page`."""
+
+    def _query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read (already in the dialect's style); the sink's own."""
+        raise NotImplementedError
+
+    def _query_indexed(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read planned with index and sequential scans off; the sink's own."""
+        raise NotImplementedError
+
+    def summaries(
+        self,
+        query: RecordQuery,
+        limit: int = 50,
+        newest_first: bool = True,
+        after: tuple[int, str] | None = None,
+    ) -> list[RecordSummary]:
+        """Filter columns of matching records, newest (or oldest) first, past ``after``."""
+        words = search_words(query.text)
+        if not words:
+            return super().summaries(query, limit, newest_first, after)
+        rows = text_page(
+            self._query, self._query_indexed, self.dialect, query, tsquery(words),
+            SUMMARY_COLUMNS, limit, newest_first, page_after(after),
+        )  # fmt: skip
+        return [summary_from_row(r) for r in rows]
+
+    def call_facts(self, query: RecordQuery, limit: int = 20_000) -> list[CallFacts]:
+        """The newest ``limit`` matching records' facts, newest first."""
+        words = search_words(query.text)
+        if not words:
+            return super().call_facts(query, limit)
+        rows = text_page(
+            self._query, self._query_indexed, self.dialect, query, tsquery(words),
+            CALL_FACTS_COLUMNS, limit, True, None,
+        )  # fmt: skip
+        return facts_from_rows(rows)
 
 
 def text_page(

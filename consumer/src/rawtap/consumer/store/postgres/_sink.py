@@ -34,17 +34,10 @@ from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting
 from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
-from rawtap.consumer.store._reads import SqlReads, page_after, search_words
-from rawtap.consumer.store._rows import (
-    CALL_FACTS_COLUMNS,
-    DERIVED_COLUMNS,
-    SUMMARY_COLUMNS,
-    check_parallel,
-    facts_from_row,
-    summary_from_row,
-)
-from rawtap.consumer.store._sink import CallFacts, RecordQuery, RecordSummary, SinkError
+from rawtap.consumer.store._rows import DERIVED_COLUMNS, check_parallel
+from rawtap.consumer.store._sink import SinkError
 from rawtap.consumer.store.postgres._connect import Connection, connect
+from rawtap.consumer.store.postgres._dialect import DIALECT
 from rawtap.consumer.store.postgres._errors import is_data_error, one_line
 from rawtap.consumer.store.postgres._migrate import (
     SCHEMA_VERSION,
@@ -53,7 +46,7 @@ from rawtap.consumer.store.postgres._migrate import (
     migrate_store,
 )
 from rawtap.consumer.store.postgres._partitions import DayPartitions, existing
-from rawtap.consumer.store.postgres._search import MATCH, text_page
+from rawtap.consumer.store.postgres._search import TextSearchReads
 from rawtap.consumer.store.postgres._url import split_url
 from rawtap.consumer.store.postgres._values import (
     PG_COLUMNS,
@@ -67,27 +60,6 @@ from rawtap.shared import ConfigError, Record, display_url
 logger = logging.getLogger(__name__)
 
 InsertMethod = Literal["copy", "executemany"]
-
-
-def tsquery(words: Sequence[str]) -> str:
-    """A ``to_tsquery`` text for ``words``: each a prefix (``word:*``), all required (``&``).
-
-    Words are runs of letters and digits, so none can be query syntax.
-    """
-    return " & ".join(f"{w}:*" for w in words)
-
-
-DIALECT = Dialect(
-    "postgresql",
-    placeholder="%s",
-    greatest="GREATEST",
-    time_key="started_at",
-    time_key_value=ns_to_datetime,
-    text_match=MATCH,
-    text_query=tsquery,
-)
-"""PostgreSQL's spelling of the shared SQL: reads go through ``started_at``, the
-partition key, so that partitions are pruned."""
 
 _COLUMN_LIST = ", ".join(PG_COLUMNS)
 _STAGE = "rawtap_stage"
@@ -109,7 +81,7 @@ _UPDATE_DERIVED = (
 _PURGE_BATCH = 10_000
 
 
-class PostgresSink(SqlReads):
+class PostgresSink(TextSearchReads):
     """Records in a PostgreSQL schema; thread-safe (one connection, one lock).
 
     ``PostgresSink(conninfo, schema="rawtap", partition="day")`` or
@@ -397,43 +369,6 @@ class PostgresSink(SqlReads):
                     return conn.execute(query, params).fetchall()
             except psycopg.Error as e:
                 raise self._fail("read", e) from e
-
-    def _text_page(
-        self,
-        query: RecordQuery,
-        words: list[str],
-        columns: Sequence[str],
-        limit: int,
-        newest_first: bool,
-        after: tuple[int, str] | None,
-    ) -> list[tuple[Any, ...]]:
-        return text_page(
-            self._query, self._query_indexed, DIALECT, query, tsquery(words), columns, limit,
-            newest_first, after,
-        )  # fmt: skip
-
-    def summaries(
-        self,
-        query: RecordQuery,
-        limit: int = 50,
-        newest_first: bool = True,
-        after: tuple[int, str] | None = None,
-    ) -> list[RecordSummary]:
-        """Filter columns of matching records, newest (or oldest) first, past ``after``."""
-        words = search_words(query.text)
-        if not words:
-            return super().summaries(query, limit, newest_first, after)
-        after = page_after(after)
-        rows = self._text_page(query, words, SUMMARY_COLUMNS, limit, newest_first, after)
-        return [summary_from_row(r) for r in rows]
-
-    def call_facts(self, query: RecordQuery, limit: int = 20_000) -> list[CallFacts]:
-        """The newest ``limit`` matching records' facts, newest first."""
-        words = search_words(query.text)
-        if not words:
-            return super().call_facts(query, limit)
-        rows = self._text_page(query, words, CALL_FACTS_COLUMNS, limit, True, None)
-        return [facts_from_row(r) for r in rows]
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one SQL statement in the store's schema (for operators and tests); returns rows."""

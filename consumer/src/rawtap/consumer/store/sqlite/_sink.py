@@ -35,7 +35,7 @@ from rawtap.consumer.store._rows import (
     SUMMARY_COLUMNS,
     check_parallel,
     derived_values,
-    facts_from_row,
+    facts_from_rows,
     record_values,
     summary_from_row,
 )
@@ -282,13 +282,13 @@ class SqliteSink(SqlReads):
                 f"SELECT {', '.join(CALL_FACTS_COLUMNS)} FROM records "  # noqa: S608
                 f"INDEXED BY records_started {where} {order_by(DIALECT, True)} LIMIT ?"
             )
-            return [facts_from_row(r) for r in self._query(statement, [*params, limit])]
+            return facts_from_rows(self._query(statement, [*params, limit]))
         if not words:
             return super().call_facts(query, limit)
         rows = text_page(
             self._query, DIALECT, query, fts5_query(words), CALL_FACTS_COLUMNS, limit, True, None
         )
-        return [facts_from_row(r) for r in rows]
+        return facts_from_rows(rows)
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
