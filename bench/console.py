@@ -8,6 +8,11 @@ whole response (headers and body, as a browser waits for it), and its baseline
 the console's static stylesheet from the same server in the same rounds (the
 HTTP floor: the server, the client and the loopback, no store). The goal is
 200 ms a page. SQLite and PostgreSQL (when reachable) each get a store.
+
+Filling 1,000,000 records takes a while (about 15 minutes a store on 2 cores):
+``RAWTAP_BENCH_CONSOLE_STORES="SQLite=sqlite:////path.db,PostgreSQL=postgresql://…"``
+measures stores filled before by ``python -m bench._console_store URL 1000000``
+instead, and the figures say so.
 """
 
 from __future__ import annotations
@@ -96,9 +101,18 @@ def _measure(base: str, pages: list[tuple[str, str]], rounds: int) -> dict[str, 
     return times
 
 
-def _store_figures(kind: str, sink_url: str, n: int, rounds: int) -> list[Figure]:
+def _store_figures(
+    kind: str, sink_url: str, n: int, rounds: int, *, fill: bool = True
+) -> list[Figure]:
     t = time.monotonic()
-    fill_store(sink_url, n)
+    if fill:
+        fill_store(sink_url, n)
+    else:
+        from rawtap.consumer import open_sink
+        from rawtap.consumer.store import RecordQuery
+
+        with open_sink(sink_url, migrate=False, read_only=True) as store:
+            n = store.count_matching(RecordQuery())
     filled_s = time.monotonic() - t
     pages = _pages(sink_url)
     with _console(sink_url) as base:
@@ -114,7 +128,11 @@ def _store_figures(kind: str, sink_url: str, n: int, rounds: int) -> list[Figure
                 "static file from the same server",
                 unit="ms",
                 goal=GOAL_MS,
-                extra={"fill_s": round(filled_s, 1), "max_ms": round(max(times[name]), 1)},
+                extra={
+                    "fill_s": round(filled_s, 1) if fill else None,
+                    "store": "filled in this run" if fill else "filled before the run",
+                    "max_ms": round(max(times[name]), 1),
+                },
             )
         )
     return figures
@@ -126,6 +144,12 @@ def run(redis_url: str, quick: bool, postgres_url: str | None) -> list[Figure]:
     n = QUICK_RECORDS if quick else int(os.environ.get("RAWTAP_BENCH_CONSOLE_RECORDS", RECORDS))
     rounds = QUICK_ROUNDS if quick else ROUNDS
     figures: list[Figure] = []
+    given = os.environ.get("RAWTAP_BENCH_CONSOLE_STORES", "")
+    if given and not quick:
+        for item in given.split(","):
+            kind, _, url = item.partition("=")
+            figures += _store_figures(kind.strip(), url.strip(), 0, rounds, fill=False)
+        return figures
     with tempfile.TemporaryDirectory() as tmp:
         figures += _store_figures("SQLite", f"sqlite:///{tmp}/console.db", n, rounds)
     if postgres_url is not None:

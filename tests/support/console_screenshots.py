@@ -30,7 +30,7 @@ def shoot(sink_url: str, out: Path) -> list[Path]:
         for name, path, full in (
             ("calls", "calls", False),
             ("call", f"call?id={streamed[0].record_id}", False),
-            ("overview", "overview?since=1h", True),
+            ("overview", "overview?since=7d", True),
         ):
             page.goto(console.url + path)
             target = out / f"{name}.png"

@@ -139,7 +139,7 @@ def build_overview(
     every = sorted(ms for f in facts if (ms := _latency_ms(f)) is not None)
     charts = [
         stacked_bars("Calls", labels, calls),
-        stacked_bars("Errors (status ≥ 400 or no whole response)", labels, errors),
+        stacked_bars("Errors (status ≥ 400, or the exchange failed)", labels, errors),
         stacked_bars("Tokens", labels, tokens),
         lines(
             "Latency (request start to end)",
