@@ -10,7 +10,7 @@ The producer builds entries from a plain dict with :func:`entry_from_parts`
 downstream, and what it refuses carries the producer and seq it names.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -31,6 +31,10 @@ _BODY_FIELDS = frozenset({"request_body", "body"})
 _REQUIRED_ORDER = (ENTRY_VERSION, ENTRY_ENVELOPE, ENTRY_REQUEST_BODY, ENTRY_BODY)
 _REQUIRED = frozenset(_REQUIRED_ORDER)
 _VERSION_BYTES = str(SCHEMA_VERSION).encode()
+
+FastDecoder = Callable[[Mapping[bytes, bytes]], Record | None]
+_fast_record: FastDecoder | None = None
+"""``rawtap.shared._fast_decode.fast_record``, loaded by the first decode (msgspec with it)."""
 
 
 def entry_from_parts(
@@ -67,7 +71,15 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Record:
     ``schema_version`` must agree with it), a broken envelope, fields that do
     not validate, or values out of range (:func:`rawtap.shared._limits.record_problem`).
     The error names the producer and seq the envelope gave, when it gave them.
+
+    An entry is first tried by a compiled decoder (msgspec) that accepts only
+    what this validation accepts, as the same Record; whatever it does not
+    accept is decided here, so every refusal and its message are this path's.
     """
+    fast = _fast_record or _load_fast_record()
+    record = fast(fields)
+    if record is not None:
+        return record
     raw = fields.get(ENTRY_ENVELOPE)
     envelope: Any = None
     broken: orjson.JSONDecodeError | None = None
@@ -81,6 +93,15 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> Record:
         return _validate(fields, envelope, broken)
     except CodecError as e:
         raise EntryError(str(e), *_identity(envelope)) from e.__cause__
+
+
+def _load_fast_record() -> FastDecoder:
+    # Imported on first use, not with rawtap.shared: the producer never decodes an entry.
+    global _fast_record  # noqa: PLW0603 - resolved once per process
+    from rawtap.shared._fast_decode import fast_record
+
+    _fast_record = fast_record
+    return fast_record
 
 
 def entry_identity(fields: Mapping[bytes, bytes]) -> tuple[str | None, int | None]:
