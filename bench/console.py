@@ -74,6 +74,9 @@ def _pages(sink_url: str) -> list[tuple[str, str]]:
         ("calls, by provider", "/calls?provider=anthropic"),
         ("calls, status 5xx", "/calls?status=5xx"),
         ("calls, model + end state", "/calls?model=gpt-4o-mini&end_state=closed_early"),
+        ("calls, status 5xx + streamed", "/calls?status=5xx&stream=yes"),
+        ("calls, status 5xx + not streamed", "/calls?status=5xx&stream=no"),
+        ("calls, provider + service + 4xx", "/calls?provider=gemini&service=search&status=4xx"),
         ("calls, search a rare word", f"/calls?q={RARE_WORD}"),
         ("calls, search a common word", f"/calls?q={COMMON_WORD}"),
         (
@@ -85,6 +88,7 @@ def _pages(sink_url: str) -> list[tuple[str, str]]:
         ("session", "/session?" + urlencode({"id": session.session_id or ""})),
         ("overview, last 24 h", "/overview"),
         ("overview, last 30 d", "/overview?since=30d"),
+        ("overview, last 30 d, a common word", f"/overview?since=30d&q={COMMON_WORD}"),
     ]
 
 
