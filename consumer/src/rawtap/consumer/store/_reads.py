@@ -198,6 +198,16 @@ def order_key(dialect: Dialect, started_at_ns: int, record_id: str) -> tuple[Any
     return (started_at_ns, record_id)
 
 
+def facts_statement(dialect: Dialect, query: RecordQuery) -> tuple[str, list[Any]]:
+    """``call_facts``' SELECT (newest first, then ``LIMIT ?``) and its parameters but the limit."""
+    where, params = where_clause(dialect, query)
+    statement = dialect.bind(
+        f"SELECT {', '.join(CALL_FACTS_COLUMNS)} FROM records {where} "  # noqa: S608
+        f"{order_by(dialect, True)} LIMIT ?"
+    )
+    return statement, params
+
+
 def facet_statement(column: str) -> str:
     """The distinct non-NULL values of ``column``, in order, at most ``?`` of them.
 
@@ -269,11 +279,7 @@ class SqlReads:
 
     def call_facts(self, query: RecordQuery, limit: int = 20_000) -> list[CallFacts]:
         """The newest ``limit`` matching records' facts, newest first."""
-        where, params = where_clause(self.dialect, query)
-        statement = self.dialect.bind(
-            f"SELECT {', '.join(CALL_FACTS_COLUMNS)} FROM records {where} "  # noqa: S608
-            f"{order_by(self.dialect, True)} LIMIT ?"
-        )
+        statement, params = facts_statement(self.dialect, query)
         return facts_from_rows(self._query(statement, [*params, limit]))
 
     def facets(self, limit: int = 200) -> dict[str, list[str]]:

@@ -293,10 +293,11 @@ def summary_from_row(values: Sequence[Any]) -> RecordSummary:
     return RecordSummary(**row)
 
 
-_FactsBuilder = make_dataclass(
-    "_FactsBuilder", [(f.name, f.type) for f in fields(CallFacts)], slots=True
+FACTS_BUILDER = make_dataclass(
+    "CallFactsBuilder", [(f.name, f.type) for f in fields(CallFacts)], slots=True
 )
-"""CallFacts' twin without ``frozen``: the same slots, a plain ``__init__``."""
+"""CallFacts' twin without ``frozen``: the same slots, a plain ``__init__`` (see
+:func:`facts_from_rows`); :func:`as_call_facts` makes its objects CallFacts."""
 
 
 def facts_from_rows(rows: Iterable[Sequence[Any]]) -> list[CallFacts]:
@@ -306,10 +307,14 @@ def facts_from_rows(rows: Iterable[Sequence[Any]]) -> list[CallFacts]:
     layout): a frozen dataclass sets each field through ``object.__setattr__``, and
     20,000 of them (``call_facts``' default) cost three times as much.
     """
-    out = [_FactsBuilder(*row) for row in rows]
-    for facts in out:
+    return as_call_facts([FACTS_BUILDER(*row) for row in rows])
+
+
+def as_call_facts(built: list[Any]) -> list[CallFacts]:
+    """:data:`FACTS_BUILDER` objects made :class:`CallFacts`, in place."""
+    for facts in built:
         facts.__class__ = CallFacts
-    return out
+    return built
 
 
 def stored_from_row(row: Sequence[Any]) -> StoredRecord:

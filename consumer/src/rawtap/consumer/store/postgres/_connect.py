@@ -1,6 +1,7 @@
 """Opening a psycopg connection to a store's schema (created first when migrating)."""
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -52,3 +53,14 @@ def connect(
         conn.close()
         raise SinkError(f"cannot use schema of {label}: {one_line(e)}") from e
     return conn
+
+
+@contextlib.contextmanager
+def planned(conn: Connection, plan: str) -> Iterator[None]:
+    """A transaction that first runs ``plan`` (``SET LOCAL …``), or nothing when it is empty."""
+    if not plan:
+        yield
+        return
+    with conn.transaction():
+        conn.execute(plan.encode())
+        yield

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Literal, Self
 
 import psycopg
+from psycopg.rows import args_row
 
 from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting
@@ -36,7 +37,7 @@ from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
 from rawtap.consumer.store._rows import DERIVED_COLUMNS, check_parallel
 from rawtap.consumer.store._sink import SinkError
-from rawtap.consumer.store.postgres._connect import Connection, connect
+from rawtap.consumer.store.postgres._connect import Connection, connect, planned
 from rawtap.consumer.store.postgres._dialect import DIALECT
 from rawtap.consumer.store.postgres._errors import is_data_error, one_line
 from rawtap.consumer.store.postgres._migrate import (
@@ -352,21 +353,18 @@ class PostgresSink(TextSearchReads):
     # -- reads (the statements are in store._reads; text pages in ._search) -------------
 
     def _query(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._connection().execute(query, params).fetchall()
-            except psycopg.Error as e:
-                raise self._fail("read", e) from e
+        return self._query_with(query, params, "")
 
-    def _query_indexed(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """A read planned with index and sequential scans off: bitmap scans (the GIN index)."""
+    def _query_with(
+        self, query: str, params: Sequence[Any], plan: str, make: Any = None
+    ) -> list[Any]:
+        """A read after ``plan`` (``SET LOCAL``s), rows ``make(*values)`` if given (binary)."""
         with self._lock:
             try:
                 conn = self._connection()
-                with conn.transaction():
-                    conn.execute("SET LOCAL enable_indexscan = off")
-                    conn.execute("SET LOCAL enable_seqscan = off")
-                    return conn.execute(query, params).fetchall()
+                with planned(conn, plan):
+                    cur = conn.cursor(binary=True, row_factory=args_row(make)) if make else conn
+                    return cur.execute(query, params).fetchall()
             except psycopg.Error as e:
                 raise self._fail("read", e) from e
 
