@@ -384,10 +384,6 @@ def main(argv: list[str]) -> None:
         print(f"{wall:8.2f} ms  (cpu {cpu:7.2f})  {name}")
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
-
-
 # -- the write cost of schema 5 ------------------------------------------------------------
 
 _SQLITE_WITHOUT = {
@@ -473,3 +469,7 @@ def measure_write_cost(
                             drop = psycopg.sql.SQL("DROP SCHEMA {} CASCADE")
                             conn.execute(drop.format(psycopg.sql.Identifier(schema)))
     return [(k, v, statistics.median(r), r) for (k, v), r in rates.items()]
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -145,6 +145,10 @@ def test_text_search_matches_every_word_as_a_prefix_whatever_the_case(store: Sto
     assert _found(store, "rate sunny") == []  # every word must match
     assert _found(store, "ret") == [ids[0]]
     assert _found(store, "etry") == []  # a prefix, not any substring
+    assert _found(store, "ra") == []  # one or two ASCII characters: whole words only
+    assert _found(store, "or") == [ids[2]]
+    assert _found(store, "v1 3") == [ids[3]]
+    assert _found(store, "Ün") == [ids[5]]  # not ASCII: a prefix still
     assert _found(store, "example") == [ids[2]]  # punctuation separates words
     assert _found(store, "com docs") == [ids[2]]
     assert _found(store, "corp") == [ids[2]]

@@ -70,6 +70,12 @@ def search_words(text: str | None) -> list[str] | None:
     return words
 
 
+def as_prefix(word: str) -> bool:
+    """Whether a search word matches as a prefix: all but words of one or two ASCII
+    characters, which match whole words (``re`` would be a prefix of most of a store)."""
+    return len(word) > 2 or not word.isascii()
+
+
 def where_clause(dialect: Dialect, query: RecordQuery) -> tuple[str, list[Any]]:
     """``WHERE …`` (or "") with ``?`` placeholders and its parameters for ``query``."""
     parts: list[str] = []

@@ -41,7 +41,8 @@ class RecordQuery:
     preview; not the request): it is split into words, runs of letters and digits
     (anything else, ``_`` included, separates words and is never query syntax), and a
     record matches when, for every word, its text holds a word starting with it, case
-    aside (``"rate lim"`` finds "Rate limited"). SQLite also ignores diacritics
+    aside (``"rate lim"`` finds "Rate limited"); a word of one or two ASCII characters
+    must be a whole word (``"id"`` does not find "idea"). SQLite also ignores diacritics
     ("cafe" finds "café"); PostgreSQL does not. A text of only spaces, or None, is no
     filter; a text with no word in it (``"!!"``) matches nothing.
     """

@@ -27,6 +27,7 @@ from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._reads import (
     SqlReads,
     after_params,
+    as_prefix,
     facts_statement,
     order_by,
     order_key,
@@ -62,11 +63,9 @@ Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 
 def tsquery(words: Sequence[str]) -> str:
-    """A ``to_tsquery`` text for ``words``: each a prefix (``word:*``), all required (``&``).
-
-    Words are runs of letters and digits, so none can be query syntax.
-    """
-    return " & ".join(f"{w}:*" for w in words)
+    """A ``to_tsquery`` text for ``words``: each a prefix (``word:*``) where :func:`as_prefix`,
+    all required (``&``). Words are runs of letters and digits: none can be query syntax."""
+    return " & ".join(f"{w}:*" if as_prefix(w) else w for w in words)
 
 
 class TextSearchReads(SqlReads):

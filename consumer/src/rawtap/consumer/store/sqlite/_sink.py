@@ -27,7 +27,14 @@ from rawtap.consumer.derivation import Derived
 from rawtap.consumer.store._accounting import Accounting
 from rawtap.consumer.store._dialect import Dialect
 from rawtap.consumer.store._ledger import RECORD_PURGED, write_accounting
-from rawtap.consumer.store._reads import SqlReads, order_by, page_after, search_words, where_clause
+from rawtap.consumer.store._reads import (
+    SqlReads,
+    as_prefix,
+    order_by,
+    page_after,
+    search_words,
+    where_clause,
+)
 from rawtap.consumer.store._rows import (
     CALL_FACTS_COLUMNS,
     DERIVED_COLUMNS,
@@ -47,11 +54,9 @@ from rawtap.shared import Record
 
 
 def fts5_query(words: Sequence[str]) -> str:
-    """An FTS5 query for ``words``: each a quoted prefix term (``"word"*``), all required.
-
-    Quoted, a word is never an operator (``AND``, ``NEAR``) or column filter.
-    """
-    return " ".join(f'"{w}"*' for w in words)
+    """An FTS5 query for ``words``: each quoted, a prefix term (``"word"*``) where
+    :func:`as_prefix`, all required. Quoted, a word is never an operator (``AND``)."""
+    return " ".join(f'"{w}"*' if as_prefix(w) else f'"{w}"' for w in words)
 
 
 DIALECT = Dialect(
