@@ -110,7 +110,7 @@ class _Maker:
         self.outcomes = [(s, e) for s, e, _ in _OUTCOMES]
         self.outcome_weights = [w for _, _, w in _OUTCOMES]
         # Texts are windows of one long Zipf-weighted draw (drawing each word is slow).
-        self.pool = self.rng.choices(_VOCABULARY, _WEIGHTS, k=1 << 21)
+        self.pool = self.rng.choices(_VOCABULARY, _WEIGHTS, k=min(1 << 21, 300 * n + 1000))
 
     def text(self, words: int) -> str:
         rng = self.rng
