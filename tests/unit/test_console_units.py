@@ -258,6 +258,10 @@ def test_docs_list_every_console_option_with_its_default() -> None:
         for m in re.finditer(r"^\| `(--[a-z-]+)[^`]*` \|[^|]*\|([^|]*)\|", section, re.M)
     }
     assert set(rows) == set(options)
+    from rawtap.consumer.cli._cmd_console import DEFAULT_TRACE_URL
+    from rawtap.consumer.console import DEFAULT_TRACE_URL as CONSOLE_DEFAULT
+
+    assert DEFAULT_TRACE_URL == CONSOLE_DEFAULT  # the CLI keeps its own copy to import light
     for name, param in options.items():
         if param.default not in (None, [], ()) and name != "--sink":
             assert f"`{param.default}`" in rows[name], name

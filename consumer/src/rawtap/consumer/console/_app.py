@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from rawtap.consumer.console._guard import Guard
-from rawtap.consumer.console._render import STATIC, templates
+from rawtap.consumer.console._render import STATIC
 from rawtap.consumer.console._settings import ConsoleSettings
 from rawtap.consumer.console._views import NotFound, Views
 from rawtap.consumer.store import SinkError, Store
@@ -26,7 +26,7 @@ def create_app(store: Store, settings: ConsoleSettings) -> ASGIApp:
     no response leaves without the token check and the security headers.
     """
     views = Views(store, settings)
-    pages = templates()
+    pages = views.templates
 
     def problem(status: int, title: str) -> Callable[[Request, Exception], Response]:
         def handle(request: Request, exc: Exception) -> Response:

@@ -1,6 +1,6 @@
 """What one console serves and how: the store, who may read it, where traces live."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rawtap.consumer.console._traces import DEFAULT_TRACE_URL
 
@@ -19,4 +19,3 @@ class ConsoleSettings:
     """Template of a trace's URL with ``{trace_id}``; None shows no trace links."""
     page_size: int = 50
     attempts_limit: int = 50
-    extra: dict[str, str] = field(default_factory=dict)

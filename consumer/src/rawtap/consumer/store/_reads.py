@@ -248,11 +248,15 @@ class SqlReads:
 
     def get_stored(self, record_id: str) -> StoredRecord | None:
         """The record with its derived fields and persist time, or None."""
+        if "\x00" in record_id:  # no store holds one (PostgreSQL cannot even be asked)
+            return None
         rows = self._query(self.dialect.bind(_GET_STORED), (record_id,))
         return stored_from_row(rows[0]) if rows else None
 
     def find_ids(self, prefix: str, limit: int = 2) -> list[str]:
         """Stored ids starting with ``prefix`` (at most ``limit``)."""
+        if "\x00" in prefix:
+            return []
         rows = self._query(self.dialect.bind(_FIND_IDS), (len(prefix), prefix, limit))
         return [str(r[0]) for r in rows]
 
